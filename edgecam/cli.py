@@ -1,0 +1,70 @@
+"""Command-line entry point: parse arguments, dispatch, map errors to exit codes.
+
+Each sub-command lives in its own module under edgecam.commands and exposes
+``register(subparsers)``; this module only wires them together and owns the error table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from edgecam import __version__
+from edgecam.errors import EXIT_FAILURE, EXIT_USAGE, EdgecamError
+
+# Module names under edgecam.commands, in the order they appear in --help.
+COMMAND_MODULES = (
+    "run",
+    "oneshot",
+    "models_cmd",
+)
+
+log = logging.getLogger("edgecam")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgecam",
+        description="On-camera TFLite inference (MobileNetV2 / SSD) published as JSON or MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgecam {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity on stderr (default: warning, or logging.level from the config)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"edgecam.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=(args.log_level or "warning").upper(),
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    try:
+        code: int = args.handler(args)
+        return code
+    except EdgecamError as exc:
+        print(f"edgecam: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # stdout closed by e.g. `| head`: not an error of ours.
+        sys.stderr.close()
+        return 0
+    except OSError as exc:
+        print(f"edgecam: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, FileNotFoundError | PermissionError) else EXIT_FAILURE

@@ -1,0 +1,78 @@
+"""Flags shared by several commands, and their mapping onto config overrides."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgecam.config import EdgecamConfig, load_config
+from edgecam.errors import UsageError
+from edgecam.payload import sanitize_device_id
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", "-m", help=f"manifest name or .tflite path {default_help}".strip())
+    group.add_argument("--models-dir", type=Path, help="directory searched first for model files")
+    group.add_argument("--labels-file", type=Path, help="label file overriding the model's")
+    group.add_argument("--runtime", choices=["auto", "litert", "tflite"], help="TFLite interpreter")
+    group.add_argument("--threads", type=int, help="interpreter threads (default: all cores)")
+    group.add_argument("--threshold", type=float, help="minimum score to report (0..1)")
+    group.add_argument("--labels", help="comma-separated labels to keep, e.g. person,car")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, help="TOML config file")
+    parser.add_argument(
+        "--set",
+        dest="set_values",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config field (TOML value syntax), repeatable",
+    )
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`mqtt.port=1884` -> {"mqtt.port": 1884}; values use TOML syntax, bare words are strings."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key.strip():
+            raise UsageError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. model.threshold=0.6")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        result[key.strip()] = value
+    return result
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "model.name": args.model,
+        "model.models_dir": args.models_dir,
+        "model.labels_file": args.labels_file,
+        "model.runtime": args.runtime,
+        "model.threads": args.threads,
+        "model.threshold": args.threshold,
+        "model.labels": args.labels,
+    }
+
+
+def load_with_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> EdgecamConfig:
+    merged = dict(overrides)
+    merged.update(parse_set(getattr(args, "set_values", [])))
+    return load_config(getattr(args, "config", None), merged)
+
+
+def device_id(config_value: str | None) -> str:
+    return sanitize_device_id(config_value or socket.gethostname())

@@ -1,0 +1,95 @@
+"""`edgecam classify IMAGE...` and `edgecam detect IMAGE...`: one-shot inference on files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgecam.commands.common import add_model_flags, load_with_overrides, model_overrides
+from edgecam.engine import Engine, open_engine
+from edgecam.errors import EXIT_OK, EXIT_USAGE, EdgecamError, UsageError
+from edgecam.payload import classification_list, detections_list
+from edgecam.sources.frames import read_image
+from edgecam.types import Detections, Result
+
+DEFAULT_MODELS = {"classify": "mobilenet_v2", "detect": "ssd_mobilenet_v1"}
+
+
+def register(subparsers: Any) -> None:
+    for name, task in (("classify", "classification"), ("detect", "detection")):
+        parser = subparsers.add_parser(
+            name,
+            help=f"{task} on image files, JSON out (one object per line)",
+            description=f"Run a {task} model once on each IMAGE; print JSON (or --pretty).",
+        )
+        parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+        add_model_flags(parser, default_help=f"(default: {DEFAULT_MODELS[name]})")
+        parser.add_argument("--top-k", type=int, help="classes per image (classify)")
+        parser.add_argument("--pretty", action="store_true", help="human-readable table")
+        parser.set_defaults(handler=oneshot_command, task=task, command_name=name)
+
+
+def _result_dict(image: Path, result: Result) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "image": str(image),
+        "model": result.model,
+        "width": result.width,
+        "height": result.height,
+        "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
+    }
+    if isinstance(result.output, Detections):
+        out["detections"] = detections_list(result.output, result.width, result.height)
+    else:
+        out["classification"] = classification_list(result.output)
+    return out
+
+
+def _pretty(record: dict[str, Any]) -> str:
+    lines = [f"{record['image']}  ({record['width']}x{record['height']}, {record['model']}, "
+             f"invoke {record['timings_ms'].get('invoke', 0):.1f} ms)"]
+    if "detections" in record:
+        if not record["detections"]:
+            lines.append("  (no detections over threshold)")
+        for det in record["detections"]:
+            px = det["box_px"]
+            lines.append(
+                f"  {det['label']:<20} {det['score']:.3f}  "
+                f"[{px['xmin']}, {px['ymin']}, {px['xmax']}, {px['ymax']}] px"
+            )
+    else:
+        for row in record["classification"]:
+            lines.append(f"  {row['class_id']:>5}  {row['label']:<40} {row['score']:.3f}")
+    return "\n".join(lines)
+
+
+def _check_task(engine: Engine, task: str, command: str) -> None:
+    if engine.task != task:
+        other = "detect" if command == "classify" else "classify"
+        raise UsageError(
+            f"model {engine.name} is a {engine.task} model; use `edgecam {other}` "
+            f"or pass a {task} model with --model"
+        )
+
+
+def oneshot_command(args: argparse.Namespace) -> int:
+    overrides = model_overrides(args)
+    overrides["model.name"] = args.model or DEFAULT_MODELS[args.command_name]
+    overrides["model.top_k"] = args.top_k
+    config = load_with_overrides(args, overrides)
+    engine = open_engine(config.model)
+    _check_task(engine, args.task, args.command_name)
+    status = EXIT_OK
+    for index, image in enumerate(args.images):
+        try:
+            frame = read_image(image, seq=index)
+        except EdgecamError as exc:
+            # Report and go on: results already printed for other images stay valid.
+            print(f"edgecam: error: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        record = _result_dict(image, engine.process(frame))
+        print(_pretty(record) if args.pretty else json.dumps(record), flush=True)
+    return status

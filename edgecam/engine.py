@@ -1,0 +1,140 @@
+"""Frame -> Result for one model: the glue between preprocess, the interpreter and postprocess.
+
+Built once per process (the interpreter, labels and anchors are set up here, never per frame).
+The three steps are separate methods so a pipeline can time them, and so preprocessing can
+write straight into the interpreter's input tensor instead of copying.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgecam.config.core import ModelSection
+from edgecam.errors import ModelError
+from edgecam.models import ResolvedModel, resolve_model
+from edgecam.postprocess import classify, detect, find_postprocess_outputs
+from edgecam.preprocess import Geometry, InputSpec, prepare
+from edgecam.runtime import Runner, open_runner
+from edgecam.types import Frame, Result
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A frame whose pixels are already in the interpreter's input tensor."""
+
+    frame: Frame
+    geometry: Geometry
+    preprocess_ms: float
+
+
+class Engine:
+    """One model, one interpreter, for the life of the process."""
+
+    def __init__(self, resolved: ResolvedModel, runner: Runner, section: ModelSection) -> None:
+        spec = resolved.spec
+        self.resolved = resolved
+        self.runner = runner
+        self.name = spec.name
+        self.task = spec.task
+        self.threshold = section.threshold if section.threshold is not None else spec.threshold
+        self.top_k = section.top_k or spec.top_k
+        self.allow = frozenset(section.labels) or None
+        self.labels = resolved.labels
+        self.label_offset = spec.label_offset
+        resize = section.resize or spec.resize
+        if len(runner.inputs) != 1:
+            raise ModelError(
+                f"{resolved.model_path}: expected a model with 1 input image, got {len(runner.inputs)} inputs"
+            )
+        self.input_spec = InputSpec.from_tensor(runner.inputs[0], resize)
+        self._input = runner.input_view()
+        if self.allow and self.labels:
+            unknown = sorted(self.allow - set(self.labels))
+            if unknown:
+                raise ModelError(
+                    f"--labels: {', '.join(unknown)} not in the labels of model {self.name} "
+                    f"(e.g. {', '.join(self.labels[self.label_offset : self.label_offset + 5])})"
+                )
+        if self.task == "detection" and find_postprocess_outputs(runner.outputs) is None:
+            # Raw SSD heads are decoded in numpy; postprocess generates the anchors it needs.
+            pass
+
+    def prepare(self, frame: Frame) -> Prepared:
+        start = time.perf_counter()
+        geometry = prepare(frame, self.input_spec, self._input)
+        return Prepared(frame, geometry, (time.perf_counter() - start) * 1000)
+
+    def infer(self, prepared: Prepared) -> tuple[list[npt.NDArray[Any]], float]:
+        start = time.perf_counter()
+        outputs = self.runner.invoke()
+        return outputs, (time.perf_counter() - start) * 1000
+
+    def postprocess(
+        self, prepared: Prepared, outputs: list[npt.NDArray[Any]], invoke_ms: float
+    ) -> Result:
+        start = time.perf_counter()
+        frame = prepared.frame
+        if self.task == "classification":
+            output: Any = classify(
+                outputs[0],
+                self.runner.outputs[0],
+                self.labels,
+                label_offset=self.label_offset,
+                top_k=self.top_k,
+                threshold=self.threshold,
+            )
+        else:
+            output = detect(
+                outputs,
+                self.runner.outputs,
+                self.labels,
+                label_offset=self.label_offset,
+                threshold=self.threshold,
+                geometry=prepared.geometry,
+                allow=self.allow,
+            )
+        post_ms = (time.perf_counter() - start) * 1000
+        return Result(
+            seq=frame.seq,
+            timestamp=frame.timestamp,
+            monotonic=frame.monotonic,
+            model=self.name,
+            width=frame.width,
+            height=frame.height,
+            output=output,
+            timings_ms={
+                "preprocess": prepared.preprocess_ms,
+                "invoke": invoke_ms,
+                "postprocess": post_ms,
+            },
+            source=frame.source,
+        )
+
+    def process(self, frame: Frame) -> Result:
+        """All three steps in the calling thread (one-shot commands, the sequential baseline)."""
+        prepared = self.prepare(frame)
+        outputs, invoke_ms = self.infer(prepared)
+        return self.postprocess(prepared, outputs, invoke_ms)
+
+    def warm_up(self) -> None:
+        """First invoke allocates XNNPACK buffers; do it before the clock of the first frame starts."""
+        self._input[...] = np.zeros_like(self._input)
+        self.runner.invoke()
+
+
+def open_engine(section: ModelSection) -> Engine:
+    resolved = resolve_model(
+        section.name, models_dir=section.models_dir, labels_file=section.labels_file
+    )
+    runner = open_runner(
+        resolved.model_path,
+        backend=section.runtime,
+        num_threads=section.threads,
+        trusted=resolved.verified,
+    )
+    return Engine(resolved, runner, section)

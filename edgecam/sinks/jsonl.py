@@ -1,0 +1,56 @@
+"""JSON lines to stdout or a file: the default sink, needing no broker."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import IO
+
+from edgecam.errors import SinkError
+from edgecam.payload import build_result_payload
+from edgecam.types import Detections, Result
+
+
+class JsonlSink:
+    """One line per result; flushed per line so a `tail -f` or a pipe sees frames as they happen."""
+
+    def __init__(
+        self,
+        target: str = "-",
+        *,
+        device_id: str,
+        every_frame: bool = True,
+        run_id: str | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.every_frame = every_frame
+        self._seq = 0
+        self._owned = target != "-"
+        if self._owned:
+            path = Path(target)
+            try:
+                self._out: IO[str] = path.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise SinkError(f"{path}: cannot open JSON-lines output: {exc.strerror}") from exc
+        else:
+            self._out = sys.stdout
+
+    def handle(self, result: Result) -> None:
+        if not self.every_frame and isinstance(result.output, Detections) and not len(result.output):
+            return
+        end_to_end = (time.monotonic() - result.monotonic) * 1000
+        payload = build_result_payload(
+            result, device_id=self.device_id, run_id=self.run_id, seq=self._seq,
+            end_to_end_ms=end_to_end,
+        )
+        self._seq += 1
+        self._out.write(json.dumps(payload, separators=(",", ":")) + "\n")
+        self._out.flush()
+
+    def close(self, timeout: float = 0.0) -> None:
+        if self._owned and not self._out.closed:
+            self._out.close()
