@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from edgecam.config.core import ModelSection
@@ -52,7 +51,6 @@ class Engine:
                 f"{resolved.model_path}: expected a model with 1 input image, got {len(runner.inputs)} inputs"
             )
         self.input_spec = InputSpec.from_tensor(runner.inputs[0], resize)
-        self._input = runner.input_view()
         if self.allow and self.labels:
             unknown = sorted(self.allow - set(self.labels))
             if unknown:
@@ -66,7 +64,9 @@ class Engine:
 
     def prepare(self, frame: Frame) -> Prepared:
         start = time.perf_counter()
-        geometry = prepare(frame, self.input_spec, self._input)
+        # The view must not outlive this call: the interpreter refuses to invoke while numpy
+        # references into its arena exist.
+        geometry = prepare(frame, self.input_spec, self.runner.input_view())
         return Prepared(frame, geometry, (time.perf_counter() - start) * 1000)
 
     def infer(self, prepared: Prepared) -> tuple[list[npt.NDArray[Any]], float]:
@@ -123,7 +123,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """First invoke allocates XNNPACK buffers; do it before the clock of the first frame starts."""
-        self._input[...] = np.zeros_like(self._input)
+        self.runner.input_view()[...] = 0
         self.runner.invoke()
 
 

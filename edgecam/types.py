@@ -39,7 +39,9 @@ class Frame:
             if self.pixels.ndim != 2 or self.pixels.shape[0] % 3:
                 raise ValueError(f"YUV420 frame must be (H*3//2, W), got {self.pixels.shape}")
         elif self.pixels.ndim != 3 or self.pixels.shape[2] != 3:
-            raise ValueError(f"{self.pixel_format} frame must be (H, W, 3), got {self.pixels.shape}")
+            raise ValueError(
+                f"{self.pixel_format} frame must be (H, W, 3), got {self.pixels.shape}"
+            )
 
     @property
     def pixel_size(self) -> tuple[int, int]:
@@ -84,9 +86,7 @@ class Detections:
 
     @classmethod
     def empty(cls) -> Detections:
-        return cls(
-            np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32), ()
-        )
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32), ())
 
     def __len__(self) -> int:
         return len(self.label)
@@ -100,7 +100,8 @@ class Detections:
     def pixels(self, width: int, height: int) -> npt.NDArray[np.int32]:
         """Boxes in source-frame pixels, (N, 4) int32, clipped to the frame."""
         scale = np.array([width, height, width, height], np.float32)
-        return np.clip(np.rint(self.xyxy * scale), 0, scale).astype(np.int32)
+        boxes: npt.NDArray[np.int32] = np.clip(np.rint(self.xyxy * scale), 0, scale).astype(np.int32)
+        return boxes
 
 
 @dataclass(frozen=True, slots=True)

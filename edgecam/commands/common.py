@@ -20,7 +20,9 @@ else:  # pragma: no cover
 
 def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", "-m", help=f"manifest name or .tflite path {default_help}".strip())
+    group.add_argument(
+        "--model", "-m", help=f"manifest name or .tflite path {default_help}".strip()
+    )
     group.add_argument("--models-dir", type=Path, help="directory searched first for model files")
     group.add_argument("--labels-file", type=Path, help="label file overriding the model's")
     group.add_argument("--runtime", choices=["auto", "litert", "tflite"], help="TFLite interpreter")
@@ -47,7 +49,9 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or "." not in key.strip():
-            raise UsageError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. model.threshold=0.6")
+            raise UsageError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. model.threshold=0.6"
+            )
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:

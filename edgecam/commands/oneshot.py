@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ from edgecam.commands.common import add_model_flags, load_with_overrides, model_
 from edgecam.engine import Engine, open_engine
 from edgecam.errors import EXIT_OK, EXIT_USAGE, EdgecamError, UsageError
 from edgecam.payload import classification_list, detections_list
-from edgecam.sources.frames import read_image
-from edgecam.types import Detections, Result
+from edgecam.sources.frames import decode_image
+from edgecam.types import Detections, Frame, Result
 
 DEFAULT_MODELS = {"classify": "mobilenet_v2", "detect": "ssd_mobilenet_v1"}
 
@@ -48,8 +49,10 @@ def _result_dict(image: Path, result: Result) -> dict[str, Any]:
 
 
 def _pretty(record: dict[str, Any]) -> str:
-    lines = [f"{record['image']}  ({record['width']}x{record['height']}, {record['model']}, "
-             f"invoke {record['timings_ms'].get('invoke', 0):.1f} ms)"]
+    lines = [
+        f"{record['image']}  ({record['width']}x{record['height']}, {record['model']}, "
+        f"invoke {record['timings_ms'].get('invoke', 0):.1f} ms)"
+    ]
     if "detections" in record:
         if not record["detections"]:
             lines.append("  (no detections over threshold)")
@@ -84,7 +87,8 @@ def oneshot_command(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for index, image in enumerate(args.images):
         try:
-            frame = read_image(image, seq=index)
+            frame = Frame(decode_image(image), index, time.time(), time.monotonic(),
+                          source=str(image), pixel_format="BGR")
         except EdgecamError as exc:
             # Report and go on: results already printed for other images stay valid.
             print(f"edgecam: error: {exc}", file=sys.stderr)

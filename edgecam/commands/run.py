@@ -32,17 +32,23 @@ def register(subparsers: Any) -> None:
     add_config_flags(parser)
     add_model_flags(parser, default_help="(default: ssd_mobilenet_v1)")
     parser.add_argument(
-        "--source", "-s",
+        "--source",
+        "-s",
         help="video file, frames dir, image, camera index, /dev/videoN, rtsp:// URL, picamera2[:N]",
     )
     parser.add_argument("--loop", action="store_true", default=None, help="replay sources forever")
     parser.add_argument("--max-frames", type=int, help="stop after N processed frames")
     parser.add_argument(
-        "--sink", choices=["jsonl", "none"], default=None, help="JSON lines to stdout (default) or none"
+        "--sink",
+        choices=["jsonl", "none"],
+        default=None,
+        help="JSON lines to stdout (default) or none",
     )
     parser.add_argument("--output", "-o", help="write JSON lines to this file instead of stdout")
     parser.add_argument(
-        "--detections-only", action="store_true", default=None,
+        "--detections-only",
+        action="store_true",
+        default=None,
         help="skip JSON lines for frames without detections",
     )
     parser.add_argument("--device-id", help="device id in payloads (default: hostname)")

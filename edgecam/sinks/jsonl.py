@@ -40,11 +40,18 @@ class JsonlSink:
             self._out = sys.stdout
 
     def handle(self, result: Result) -> None:
-        if not self.every_frame and isinstance(result.output, Detections) and not len(result.output):
+        if (
+            not self.every_frame
+            and isinstance(result.output, Detections)
+            and not len(result.output)
+        ):
             return
         end_to_end = (time.monotonic() - result.monotonic) * 1000
         payload = build_result_payload(
-            result, device_id=self.device_id, run_id=self.run_id, seq=self._seq,
+            result,
+            device_id=self.device_id,
+            run_id=self.run_id,
+            seq=self._seq,
             end_to_end_ms=end_to_end,
         )
         self._seq += 1

@@ -1,0 +1,276 @@
+"""`edgecam watch`: the subscriber side of the contract, live from one device or all of them.
+
+Uses only the typed parser (edgecam.schema), exactly as a third-party subscriber would, and
+reports gaps and duplicates in each device's `seq` so delivery problems are visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+
+from edgecam.config import read_toml
+from edgecam.config.mqtt import validate_mqtt, with_url
+from edgecam.errors import EXIT_FAILURE, EXIT_OK, UsageError
+from edgecam.schema import (
+    ClassificationMessage,
+    CountMessage,
+    DetectionsMessage,
+    EventMessage,
+    Message,
+    PayloadError,
+    SnapshotMessage,
+    StatsMessage,
+    StatusMessage,
+    parse_message,
+    parse_topic,
+)
+from edgecam.sinks.mqtt_client import FirstOutcome, build_client, first_connect
+
+KINDS = ("detections", "classification", "events", "status", "stats", "count")
+DEFAULT_KINDS = "detections,classification,events,status"
+HEADER = (
+    f"{'TIME':<12}  {'DEVICE':<14} {'SEQ':>6}  {'KIND':<14} {'LABEL':<18} {'SCORE':>5}  BOX (px)"
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "watch",
+        help="print live detections/events published over MQTT by one or all devices",
+        description="Subscribe to <prefix>/<device>/... and print each message as a table row "
+        "or a JSON line. Gaps and duplicates in seq are reported on stderr.",
+    )
+    parser.add_argument(
+        "--mqtt", metavar="URL", help="broker (default: [mqtt] of --config, else mqtt://localhost)"
+    )
+    parser.add_argument(
+        "--config", "-c", type=Path, help="read [mqtt] from this edgecam config file"
+    )
+    parser.add_argument("--device", default="+", help="device id, or + for all devices (default)")
+    parser.add_argument("--prefix", help="topic prefix (default: edgecam)")
+    parser.add_argument("--kinds", default=DEFAULT_KINDS, help=f"comma list of {','.join(KINDS)}")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--count", type=int, help="exit after N messages (status not counted)")
+    parser.add_argument(
+        "--timeout", type=float, help="exit after S seconds (status 1 if --count not reached)"
+    )
+    auth = parser.add_argument_group(
+        "authentication (a password is never taken on the command line)"
+    )
+    auth.add_argument("--username")
+    auth.add_argument("--password-file", type=Path)
+    auth.add_argument(
+        "--password-env", metavar="NAME", help="environment variable holding the password"
+    )
+    auth.add_argument("--ca-file", type=Path, help="CA certificate for mqtts://")
+    auth.add_argument("--insecure", action="store_true", help="do not verify the broker host name")
+    parser.set_defaults(handler=watch_command)
+
+
+def _config_table(args: argparse.Namespace) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    if args.config:
+        raw = read_toml(args.config).get("mqtt", {})
+        table = dict(raw) if isinstance(raw, dict) else {}
+    if args.password_file or args.password_env:
+        for key in ("password", "password_file", "password_env"):
+            table.pop(key, None)
+    flags = {
+        "username": args.username,
+        "password_file": args.password_file,
+        "password_env": args.password_env,
+        "ca_file": args.ca_file,
+        "topic_prefix": args.prefix,
+        "tls_insecure": True if args.insecure else None,
+    }
+    table.update({k: v for k, v in flags.items() if v is not None})
+    if args.mqtt or not (table.get("url") or table.get("host")):
+        table = with_url(table, args.mqtt or "mqtt://localhost")
+    return table
+
+
+def _filters(prefix: str, device: str, kinds_arg: str) -> list[str]:
+    kinds = [k.strip() for k in kinds_arg.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise UsageError(f"--kinds {kinds_arg!r}: expected a comma list of {', '.join(KINDS)}")
+    if device != "+" and (not device or any(c in device for c in "/#+")):
+        raise UsageError(f"--device {device!r}: expected one device id, or + for all devices")
+    return [f"{prefix}/{device}/{k}" + ("/+" if k == "count" else "") for k in kinds]
+
+
+def watch_command(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        raise UsageError(f"--count {args.count}: expected a positive number of messages")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds")
+    origin = str(args.config) if args.config else "command line"
+    cfg = validate_mqtt(_config_table(args), origin)
+    filters = _filters(cfg.topic_prefix, args.device, args.kinds)
+    endpoint = cfg.endpoint()
+    inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    outcome = FirstOutcome(threading.Event())
+    client = build_client(
+        cfg, endpoint, client_id=f"edgecam-watch-{uuid.uuid4().hex[:8]}", status_topic=None
+    )
+
+    def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            for topic in filters:
+                c.subscribe(topic, qos=1)
+        outcome.reason = reason
+        outcome.event.set()
+
+    client.on_connect = on_connect
+    client.on_message = lambda _c, _u, msg: inbox.put((msg.topic, bytes(msg.payload)))
+    first_connect(client, cfg, endpoint, outcome, persistent=False, unreachable_ok=False)
+    try:
+        received = _print_loop(
+            inbox, Printer(sys.stdout, as_json=args.json), args.count, args.timeout
+        )
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    if args.count is not None and received < args.count:
+        print(
+            f"edgecam watch: timed out after {args.timeout} s: {received} of {args.count} messages",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _print_loop(
+    inbox: queue.Queue[tuple[str, bytes]],
+    printer: Printer,
+    count: int | None,
+    timeout: float | None,
+) -> int:
+    deadline = time.monotonic() + timeout if timeout else None
+    received = 0
+    while count is None or received < count:
+        wait = 0.5 if deadline is None else deadline - time.monotonic()
+        if wait <= 0:
+            break
+        try:
+            topic, payload = inbox.get(timeout=min(wait, 0.5))
+        except queue.Empty:
+            continue
+        received += printer.show(topic, payload)
+    return received
+
+
+class Printer:
+    """Formats messages; tracks (device, run, stream) -> last seq to spot gaps and duplicates."""
+
+    def __init__(self, out: IO[str], *, as_json: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.last_seq: dict[tuple[str, str, str], int] = {}
+        self.header_done = False
+
+    def show(self, topic: str, payload: bytes) -> int:
+        """Print one message; returns 1 if it counts toward --count (data, not status)."""
+        try:
+            message = parse_message(topic, payload)
+        except PayloadError as exc:
+            print(f"edgecam watch: ignoring malformed message on {topic}: {exc}", file=sys.stderr)
+            return 0
+        self._check_seq(topic, message)
+        if self.as_json:
+            self.out.write(
+                json.dumps({"topic": topic, "message": _as_json(payload, message)}) + "\n"
+            )
+        else:
+            self._table(topic, message)
+        self.out.flush()
+        return 0 if isinstance(message, StatusMessage) else 1
+
+    def _check_seq(self, topic: str, message: Message) -> None:
+        if not isinstance(message, DetectionsMessage | ClassificationMessage | EventMessage):
+            return
+        key = (message.device_id, message.run_id, parse_topic(topic).kind)
+        last = self.last_seq.get(key)
+        if last is not None and message.seq <= last:
+            print(
+                f"edgecam watch: {topic}: duplicate seq {message.seq} (QoS 1 redelivery)",
+                file=sys.stderr,
+            )
+            return
+        if last is not None and message.seq > last + 1:
+            missing = message.seq - last - 1
+            print(f"edgecam watch: {topic}: {missing} message(s) missing before seq {message.seq}",
+                  file=sys.stderr)  # fmt: skip
+        self.last_seq[key] = message.seq
+
+    def _table(self, topic: str, message: Message) -> None:
+        if not self.header_done:
+            self.out.write(HEADER + "\n")
+            self.header_done = True
+        for row in _rows(parse_topic(topic).device_id, message):
+            self.out.write(row + "\n")
+
+
+def _as_json(payload: bytes, message: Message) -> Any:
+    if isinstance(message, StatusMessage):
+        return "online" if message.online else "offline"
+    if isinstance(message, CountMessage):
+        return message.count
+    if isinstance(message, SnapshotMessage):
+        return {"jpeg_bytes": len(message.jpeg)}
+    return json.loads(payload)
+
+
+def _row(*cells: str) -> str:
+    """TIME, DEVICE, SEQ, KIND, LABEL, SCORE, BOX."""
+    clock, device, seq, kind, label, score, box = cells
+    return f"{clock:<12}  {device:<14} {seq:>6}  {kind:<14} {label:<18} {score:>5}  {box}".rstrip()
+
+
+def _rows(device: str, message: Message) -> list[str]:
+    now = time.strftime("%H:%M:%S")
+    if isinstance(message, DetectionsMessage | ClassificationMessage):
+        clock = message.captured_at.astimezone().strftime("%H:%M:%S.%f")[:12]
+        items: list[tuple[str, float, str]] = (
+            [(d.label, d.score, "{},{} {},{}".format(*_px(d.box_px))) for d in message.detections]
+            if isinstance(message, DetectionsMessage)
+            else [(c.label, c.score, "") for c in message.classification]
+        )
+        kind = "detection" if isinstance(message, DetectionsMessage) else "class"
+        if not items:
+            return [_row(clock, device, str(message.seq), kind, "-", "", "")]
+        return [
+            _row(clock, device, str(message.seq), kind, lab, f"{s:.2f}", box)
+            for lab, s, box in items
+        ]
+    if isinstance(message, EventMessage):
+        clock = message.last_seen_at.astimezone().strftime("%H:%M:%S.%f")[:12]
+        extra = f" {message.duration_s:.1f}s zones={','.join(message.zones) or '-'}"
+        box = "{},{} {},{}".format(*_px(message.box_px)) + extra
+        return [_row(clock, device, str(message.seq), f"event:{message.event}", message.label,
+                     f"{message.best_score:.2f}", box)]  # fmt: skip
+    if isinstance(message, StatusMessage):
+        return [_row(now, device, "", "status", "online" if message.online else "offline", "", "")]
+    if isinstance(message, CountMessage):
+        return [_row(now, device, "", "count", f"{message.label}={message.count}", "", "")]
+    if isinstance(message, StatsMessage):
+        m = message.mqtt
+        text = f"outbox={m.outbox_depth} dropped={m.messages_dropped} cpu={message.cpu_percent}%"
+        return [_row(now, device, "", "stats", m.state, "", text)]
+    return [_row(now, device, "", "snapshot", message.label, "", f"{len(message.jpeg)} bytes")]
+
+
+def _px(box: Any) -> tuple[int, int, int, int]:
+    return box.xmin, box.ymin, box.xmax, box.ymax

@@ -1,0 +1,1 @@
+"""Tests of edgecam.sources (package so helpers import relatively)."""

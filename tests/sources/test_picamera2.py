@@ -1,0 +1,207 @@
+"""The picamera2 adapter against RecordedPicamera2, a stand-in fed with the asset video.
+
+Checked: the configuration asked for (main RGB888 at scene size, lores at model size, no
+queue, frame rate), the RGB -> YUV420 fallback on Pi 4-class ISPs, that delivered frames
+converted to RGB equal what the "ISP" produced (within YUV 4:2:0 tolerance), that every
+request is released even when make_array fails, that close() stops and closes the camera,
+and reconnect / give-up when the camera stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from edgecam.errors import SourceError, SourceLost
+from edgecam.preprocess import to_rgb
+from edgecam.sources import ReconnectPolicy, Source
+from edgecam.sources.picamera2 import LoresFormat, Picamera2Source
+
+from .recorded_picamera2 import RecordedCameraFactory, RecordedPicamera2, isp_scale
+
+Array = npt.NDArray[np.uint8]
+FAST = ReconnectPolicy(initial_s=0.01, max_s=0.02, give_up_s=0.5)
+MODEL = (300, 300)
+
+
+@pytest.fixture(scope="module")
+def scenes(asset_video: Path, asset_images: Path) -> list[Array]:
+    """Eight video frames spread over the clip (people, wall, table) plus a colourful photo."""
+    cap = cv2.VideoCapture(str(asset_video))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    frames: list[Array] = []
+    for index in range(0, count // 2, count // 16):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, pixels = cap.read()
+        assert ok
+        frames.append(np.asarray(pixels, dtype=np.uint8))
+    cap.release()
+    coffee = cv2.imread(str(asset_images / "coffee.png"))
+    assert coffee is not None
+    return [*frames, np.asarray(coffee, dtype=np.uint8)]
+
+
+@pytest.mark.parametrize(
+    ("isp", "lores_format", "delivered"),
+    [
+        ("pisp", "auto", "BGR"),  # Pi 5: RGB888 lores accepted; B,G,R in memory
+        ("vc4", "auto", "YUV420"),  # Pi 4: RGB lores refused, falls back to YUV420
+        ("pisp", "YUV420", "YUV420"),  # explicit YUV420
+        ("pisp", "BGR888", "RGB"),  # BGR888 is R,G,B in memory
+    ],
+)
+def test_frames_match_the_scene_after_conversion(
+    scenes: list[Array], isp: str, lores_format: LoresFormat, delivered: str
+) -> None:
+    factory = RecordedCameraFactory(scenes, isp=isp)
+    source = Picamera2Source(0, lores_size=MODEL, lores_format=lores_format, camera_factory=factory)
+    assert isinstance(source, Source) and source.live and source.name == "picamera2:0"
+    for index, scene in enumerate(scenes):
+        frame = source.read()
+        assert frame is not None and frame.seq == index
+        assert frame.pixel_format == delivered
+        assert frame.size == (1280, 720)  # boxes map to the main stream's pixels
+        rgb = to_rgb(frame.pixels, frame.pixel_format, source.pixel_width).astype(np.int16)
+        expected = cv2.cvtColor(isp_scale(scene, MODEL), cv2.COLOR_BGR2RGB).astype(np.int16)
+        assert rgb.shape == expected.shape
+        error = np.abs(rgb - expected)
+        if delivered == "YUV420":  # chroma is shared by 2x2 pixels: edges differ a little
+            assert error.mean() < 3.0 and np.percentile(error, 99) < 30
+        else:
+            assert error.max() == 0
+    source.close()
+
+
+def test_yuv420_frames_keep_stride_padding(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes, isp="vc4", stride_align=64)
+    with Picamera2Source(0, lores_size=MODEL, camera_factory=factory) as source:
+        frame = source.read()
+    assert frame is not None
+    stride = factory.cameras[0].stream_configuration("lores")["stride"]
+    assert stride == 320 and frame.pixels.shape == (450, 320)
+    assert source.pixel_width == 300
+    assert frame.pixel_size == (320, 300)  # what the array holds; pixel_width says what is real
+
+
+def test_configuration_asked_for(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes, isp="vc4")
+    source = Picamera2Source(
+        1, main_size=(1920, 1080), lores_size=(224, 224), fps=15, camera_factory=factory
+    )
+    camera = factory.cameras[0]
+    config = camera.camera_config
+    assert config is not None and camera.camera_num == 1
+    assert config["main"]["size"] == (1920, 1080) and config["main"]["format"] == "RGB888"
+    assert config["lores"]["size"] == (224, 224) and config["lores"]["format"] == "YUV420"
+    assert config["queue"] is False and config["controls"] == {"FrameRate": 15.0}
+    assert camera.calls[:4] == [
+        "create_video_configuration",
+        "configure",  # RGB888 lores: refused on vc4
+        "create_video_configuration",
+        "configure",  # YUV420 lores: accepted
+    ]
+    assert camera.started and source.fps == 15
+    source.close()
+
+
+def test_without_lores_frames_come_from_main(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes)
+    with Picamera2Source(0, main_size=(640, 360), camera_factory=factory) as source:
+        frame = source.read()
+    assert frame is not None and frame.pixel_format == "BGR" and frame.size is None
+    assert frame.pixels.shape == (360, 640, 3)
+    config = factory.cameras[0].camera_config
+    assert config is not None and config["lores"] is None
+
+
+def test_close_stops_and_closes_the_camera(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes)
+    source = Picamera2Source(0, lores_size=MODEL, camera_factory=factory)
+    for _ in range(3):
+        assert source.read() is not None
+    source.close()
+    source.close()  # idempotent: the camera is stopped and closed once
+    camera = factory.cameras[0]
+    assert camera.calls[-2:] == ["stop", "close"] and camera.calls.count("close") == 1
+    assert not camera.started and not camera.is_open
+    assert all(r.ref_count == 0 for r in camera.requests) and len(camera.requests) == 3
+    assert source.read() is None
+
+
+def test_failed_make_array_still_releases_and_fails_open(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes, fail_make_array=True)
+    with pytest.raises(SourceError, match="picamera2:0: cannot open: RuntimeError"):
+        Picamera2Source(0, lores_size=MODEL, camera_factory=factory)
+    camera = factory.cameras[0]
+    assert len(camera.requests) == 1 and camera.requests[0].ref_count == 0
+    assert not camera.is_open  # a failed open does not leave the camera held
+
+
+def test_make_array_failure_mid_stream_releases_and_reconnects(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes)
+    source = Picamera2Source(0, lores_size=MODEL, reconnect=FAST, camera_factory=factory)
+    assert source.read() is not None and source.read() is not None
+    first = factory.cameras[0]
+    first.fail_make_array = True
+    frame = source.read()  # fails on the first camera, reopens a second one
+    assert frame is not None and frame.seq == 2 and source.reconnects == 1
+    assert all(r.ref_count == 0 for r in first.requests) and len(first.requests) == 3
+    assert not first.is_open and len(factory.cameras) == 2
+    source.close()
+
+
+def test_stalled_camera_reconnects_with_backoff(
+    scenes: list[Array], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each camera delivers 3 frames then stalls; open attempts 1 and 2 find no camera.
+    factory = RecordedCameraFactory(scenes, failed_opens={1, 2}, frames_before_stall=3)
+    source = Picamera2Source(0, lores_size=MODEL, reconnect=FAST, camera_factory=factory)
+    with caplog.at_level(logging.WARNING, logger="edgecam.sources"):
+        frames = [source.read() for _ in range(5)]
+    assert [f.seq for f in frames if f is not None] == [0, 1, 2, 3, 4]
+    assert source.state == "ok" and source.reconnects == 1 and source.reconnect_attempts == 3
+    attempts = [r.getMessage() for r in caplog.records if "reconnect attempt" in r.getMessage()]
+    assert len(attempts) == 3 and "TimeoutError" in attempts[0]
+    assert "Camera __init__ sequence did not complete" in attempts[1]
+    # the scene went on while reconnecting: the second camera starts where the first stopped
+    assert factory.cameras[1].requests and not factory.cameras[0].is_open
+    source.close()
+
+
+def test_camera_that_never_returns_raises_source_lost(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes, failed_opens=range(1, 10_000), frames_before_stall=2)
+    source = Picamera2Source(0, lores_size=MODEL, reconnect=FAST, camera_factory=factory)
+    assert source.read() is not None and source.read() is not None
+    with pytest.raises(SourceLost) as info:
+        source.read()
+    text = str(info.value)
+    assert text.startswith("picamera2:0: no frame for 0.5 s after")
+    assert "Camera __init__ sequence did not complete" in text
+    assert source.state == "reconnecting" and source.reconnect_attempts >= 2
+    source.close()
+
+
+def test_give_up_zero_means_no_reconnect(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes, frames_before_stall=1)
+    policy = ReconnectPolicy(give_up_s=0)
+    source = Picamera2Source(0, lores_size=MODEL, reconnect=policy, camera_factory=factory)
+    assert source.read() is not None
+    with pytest.raises(SourceLost):
+        source.read()
+    assert factory.opens == 1
+
+
+def test_stand_in_refuses_to_block_forever(scenes: list[Array]) -> None:
+    # Guards the stand-in itself: a real camera with no frame blocks when wait is not a
+    # number; the adapter must never rely on that.
+    camera = RecordedPicamera2(0, frames=scenes[:1])
+    camera.configure(camera.create_video_configuration(main={"size": (640, 360)}))
+    camera.start()
+    camera.capture_request(wait=1.0).release()
+    with pytest.raises(AssertionError, match="block forever"):
+        camera.capture_request()
