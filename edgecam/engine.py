@@ -16,7 +16,7 @@ import numpy.typing as npt
 from edgecam.config.core import ModelSection
 from edgecam.errors import ModelError
 from edgecam.models import ResolvedModel, resolve_model
-from edgecam.postprocess import classify, detect, find_postprocess_outputs
+from edgecam.postprocess import check_labels, classify, detect
 from edgecam.preprocess import Geometry, InputSpec, prepare
 from edgecam.runtime import Runner, open_runner
 from edgecam.types import Frame, Result
@@ -58,15 +58,15 @@ class Engine:
                     f"--labels: {', '.join(unknown)} not in the labels of model {self.name} "
                     f"(e.g. {', '.join(self.labels[self.label_offset : self.label_offset + 5])})"
                 )
-        if self.task == "detection" and find_postprocess_outputs(runner.outputs) is None:
-            # Raw SSD heads are decoded in numpy; postprocess generates the anchors it needs.
-            pass
+        if self.task == "classification":
+            check_labels(runner.outputs[0].shape[-1], self.labels, self.label_offset, self.name)
 
-    def prepare(self, frame: Frame) -> Prepared:
+    def prepare(self, frame: Frame, pixel_width: int | None = None) -> Prepared:
+        """pixel_width: real image width when rows carry stride padding (picamera2 YUV420)."""
         start = time.perf_counter()
         # The view must not outlive this call: the interpreter refuses to invoke while numpy
         # references into its arena exist.
-        geometry = prepare(frame, self.input_spec, self.runner.input_view())
+        geometry = prepare(frame, self.input_spec, self.runner.input_view(), pixel_width)
         return Prepared(frame, geometry, (time.perf_counter() - start) * 1000)
 
     def infer(self, prepared: Prepared) -> tuple[list[npt.NDArray[Any]], float]:
@@ -97,6 +97,7 @@ class Engine:
                 threshold=self.threshold,
                 geometry=prepared.geometry,
                 allow=self.allow,
+                input_size=(self.input_spec.height, self.input_spec.width),
             )
         post_ms = (time.perf_counter() - start) * 1000
         return Result(
@@ -115,9 +116,9 @@ class Engine:
             source=frame.source,
         )
 
-    def process(self, frame: Frame) -> Result:
+    def process(self, frame: Frame, pixel_width: int | None = None) -> Result:
         """All three steps in the calling thread (one-shot commands, the sequential baseline)."""
-        prepared = self.prepare(frame)
+        prepared = self.prepare(frame, pixel_width)
         outputs, invoke_ms = self.infer(prepared)
         return self.postprocess(prepared, outputs, invoke_ms)
 

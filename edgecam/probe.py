@@ -1,0 +1,210 @@
+"""Load a model in a throw-away subprocess before trusting a runtime with it.
+
+tflite-runtime 2.14 segfaults (rc -11) on some truncated or corrupted files instead of raising;
+a crash there would kill the whole service with no message. The child loads the model,
+allocates, invokes once on zeros and prints its I/O as JSON; the parent turns a signal, a
+timeout or an error into one-line edgecam errors. Successful probes are cached per
+(backend, version, file sha256) so each file is probed once.
+
+Child side: ``python -m edgecam.probe MODEL --backend B --threads N --json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecam.errors import BackendError, EdgecamError, ModelError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a probe child reported. error_kind: the edgecam error class name on failure."""
+
+    ok: bool
+    backend: str
+    version: str | None
+    signal_name: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    invoke_ms: float | None = None
+    inputs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    outputs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgecam" / "probe-cache.json"
+
+
+def probe_backend(
+    model_path: Path, backend: str, num_threads: int, timeout: float = 60.0
+) -> ProbeResult:
+    """Load + allocate + invoke ``model_path`` with ``backend`` in a child process."""
+    cmd = [sys.executable, "-m", "edgecam.probe", str(model_path), "--backend", backend]
+    cmd += ["--threads", str(num_threads), "--json"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
+    try:
+        proc = subprocess.run(
+            cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env
+        )
+    except subprocess.TimeoutExpired:
+        return ProbeResult(False, backend, None, error=f"timed out after {timeout:g} s")
+    if proc.returncode < 0:
+        sig = _signal_name(-proc.returncode)
+        return ProbeResult(False, backend, None, signal_name=sig, error=f"killed by {sig}")
+    lines = proc.stdout.strip().splitlines()
+    try:
+        data = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        tail = " ".join(proc.stderr.strip().splitlines()[-1:]) or f"exit status {proc.returncode}"
+        return ProbeResult(False, backend, None, error=tail)
+    return ProbeResult(
+        ok=bool(data.get("ok")),
+        backend=backend,
+        version=data.get("version"),
+        error=data.get("error"),
+        error_kind=data.get("error_kind"),
+        invoke_ms=data.get("invoke_ms"),
+        inputs=tuple(data.get("inputs", ())),
+        outputs=tuple(data.get("outputs", ())),
+    )
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def ensure_loadable(
+    model_path: Path,
+    backend: str,
+    version: str,
+    num_threads: int,
+    *,
+    timeout: float = 60.0,
+    cache: Path | None = None,
+) -> ProbeResult:
+    """Probe once per (backend, version, sha256); raise ModelError/BackendError on failure."""
+    cache = cache or cache_path()
+    key = f"{backend}|{version}|{file_sha256(model_path)}"
+    entries = _read_cache(cache)
+    if key in entries:
+        return ProbeResult(True, backend, version, outputs=tuple(entries[key].get("outputs", ())))
+    result = probe_backend(model_path, backend, num_threads, timeout)
+    if result.ok:
+        entries[key] = {"model": str(model_path), "outputs": list(result.outputs)}
+        _write_cache(cache, entries)
+        return result
+    raise _probe_error(model_path, backend, timeout, result)
+
+
+def _probe_error(model_path: Path, backend: str, timeout: float, r: ProbeResult) -> EdgecamError:
+    if r.signal_name:
+        return ModelError(
+            f"{model_path}: the tflite interpreter crashed with {r.signal_name} while loading it "
+            f"— the file is corrupt or not a TFLite model",
+            hint="fetch the model again and verify its sha256",
+        )
+    if r.error_kind == "BackendError" or (r.error or "").startswith("timed out"):
+        return BackendError(f"{model_path}: probing it with {backend} failed: {r.error}")
+    return ModelError(r.error or f"{model_path}: {backend} cannot load it")
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def _write_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Atomic replace; a read-only cache dir only costs a probe next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".probe-cache.")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": CACHE_VERSION, "entries": entries}, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("cannot write probe cache %s: %s", path, exc)
+
+
+def _child(model: str, backend: str, threads: int) -> dict[str, Any]:
+    """Runs in the probe subprocess: load, allocate, invoke on zeros."""
+    import numpy as np
+
+    from edgecam.runtime import open_runner
+
+    try:
+        runner = open_runner(Path(model), backend=backend, num_threads=threads, trusted=True)  # type: ignore[arg-type]
+        view = runner.input_view()
+        view[...] = np.zeros_like(view)
+        del view
+        start = time.perf_counter()
+        runner.invoke()
+        invoke_ms = (time.perf_counter() - start) * 1000.0
+    except EdgecamError as exc:
+        return {"ok": False, "error": str(exc), "error_kind": type(exc).__name__}
+    describe = [
+        [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name} for t in group]
+        for group in (runner.inputs, runner.outputs)
+    ]
+    return {
+        "ok": True,
+        "backend": runner.backend,
+        "version": runner.backend_version,
+        "invoke_ms": round(invoke_ms, 3),
+        "inputs": describe[0],
+        "outputs": describe[1],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgecam.probe", description=__doc__)
+    parser.add_argument("model")
+    parser.add_argument("--backend", default="auto", choices=["auto", "litert", "tflite"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="machine-readable output (default)")
+    args = parser.parse_args(argv)
+    report = _child(args.model, args.backend, args.threads)
+    # Machine interface for the parent process: one JSON line on stdout.
+    sys.stdout.write(json.dumps(report) + "\n")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
