@@ -30,6 +30,13 @@ def register(subparsers: Any) -> None:
         add_model_flags(parser, default_help=f"(default: {DEFAULT_MODELS[name]})")
         parser.add_argument("--top-k", type=int, help="classes per image (classify)")
         parser.add_argument("--pretty", action="store_true", help="human-readable table")
+        if name == "detect":
+            parser.add_argument(
+                "--annotate",
+                type=Path,
+                metavar="OUT",
+                help="write a JPEG with the boxes drawn: a file for one image, else a directory",
+            )
         parser.set_defaults(handler=oneshot_command, task=task, command_name=name)
 
 
@@ -68,6 +75,22 @@ def _pretty(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _write_annotated(
+    target: Path, image: Path, frame: Frame, detections: Detections, *, many: bool
+) -> Path:
+    """One image -> the file given; several -> <dir>/<stem>.annotated.jpg for each."""
+    from edgecam.snapshot import annotate, encode_jpeg
+
+    if many or target.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        target = target / f"{image.stem}.annotated.jpg"
+    try:
+        target.write_bytes(encode_jpeg(annotate(frame.pixels, detections), 90))
+    except OSError as exc:
+        raise UsageError(f"--annotate {target}: cannot write: {exc.strerror}") from exc
+    return target
+
+
 def _check_task(engine: Engine, task: str, command: str) -> None:
     if engine.task != task:
         other = "detect" if command == "classify" else "classify"
@@ -94,6 +117,10 @@ def oneshot_command(args: argparse.Namespace) -> int:
             print(f"edgecam: error: {exc}", file=sys.stderr)
             status = EXIT_USAGE
             continue
-        record = _result_dict(image, engine.process(frame))
+        result = engine.process(frame)
+        record = _result_dict(image, result)
+        if getattr(args, "annotate", None) and isinstance(result.output, Detections):
+            record["annotated"] = str(_write_annotated(args.annotate, image, frame, result.output,
+                                                       many=len(args.images) > 1))
         print(_pretty(record) if args.pretty else json.dumps(record), flush=True)
     return status

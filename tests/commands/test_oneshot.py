@@ -49,9 +49,42 @@ def test_bad_image_among_good_ones_keeps_good_results(
 ) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg at all")
-    rc = main(["classify", str(asset_images / "bird.png"), str(broken), str(asset_images / "coffee.png")])
+    rc = main(
+        ["classify", str(asset_images / "bird.png"), str(broken), str(asset_images / "coffee.png")]
+    )
     captured = capsys.readouterr()
     assert rc == 2
     assert "broken.jpg" in captured.err
     labels = [json.loads(line)["classification"][0]["label"] for line in captured.out.splitlines()]
     assert labels == ["chickadee", "espresso"]
+
+
+def test_detect_annotate_writes_a_jpeg_with_boxes(
+    asset_images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+    import numpy as np
+
+    out = tmp_path / "pets.jpg"
+    rc = main(["detect", "--annotate", str(out), str(asset_images / "pets.jpg")])
+    assert rc == 0
+    record = _records(capsys)[0]
+    assert record["annotated"] == str(out)
+    drawn = cv2.imread(str(out))
+    original = cv2.imread(str(asset_images / "pets.jpg"))
+    assert drawn.shape == original.shape
+    # Pixels change along each reported box edge, and stay (near) untouched far from any box.
+    box = record["detections"][0]["box_px"]
+    edge = np.abs(drawn[box["ymin"] + 5, box["xmin"] - 1 : box["xmin"] + 2].astype(int)
+                  - original[box["ymin"] + 5, box["xmin"] - 1 : box["xmin"] + 2].astype(int))
+    assert edge.max() > 60
+
+
+def test_detect_annotate_several_images_into_a_directory(
+    asset_images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["detect", "--annotate", str(tmp_path / "out"), str(asset_images / "pets.jpg"),
+               str(asset_images / "owl.jpg")])
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "owl.annotated.jpg", "pets.annotated.jpg"]
