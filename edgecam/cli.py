@@ -14,12 +14,15 @@ from collections.abc import Sequence
 
 from edgecam import __version__
 from edgecam.errors import EXIT_FAILURE, EXIT_USAGE, EdgecamError
+from edgecam.logsetup import error_line, setup_logging
 
 # Module names under edgecam.commands, in the order they appear in --help.
 COMMAND_MODULES = (
     "run",
     "oneshot",
     "models_cmd",
+    "config_cmd",
+    "service_cmd",
 )
 
 log = logging.getLogger("edgecam")
@@ -47,17 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=(args.log_level or "warning").upper(),
-            format="%(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+    # Commands that load a config (run) call setup_logging again with its [logging] section.
+    setup_logging(args.log_level or "warning")
     try:
         code: int = args.handler(args)
         return code
     except EdgecamError as exc:
-        print(f"edgecam: error: {exc}", file=sys.stderr)
+        print(error_line(f"edgecam: error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_FAILURE
@@ -66,5 +65,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as exc:
-        print(f"edgecam: error: {exc}", file=sys.stderr)
+        print(error_line(f"edgecam: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, FileNotFoundError | PermissionError) else EXIT_FAILURE

@@ -10,8 +10,12 @@ from edgecam.types import Classification, Detections, Frame
 
 def _dets(n: int) -> Detections:
     xyxy = np.tile(np.array([[0.1, 0.2, 0.5, 0.6]], np.float32), (n, 1))
-    return Detections(xyxy, np.arange(n, dtype=np.int32), np.linspace(0.9, 0.5, n).astype(np.float32),
-                      tuple(f"c{i}" for i in range(n)))
+    return Detections(
+        xyxy,
+        np.arange(n, dtype=np.int32),
+        np.linspace(0.9, 0.5, n).astype(np.float32),
+        tuple(f"c{i}" for i in range(n)),
+    )
 
 
 def test_detections_mask_and_index_filtering() -> None:
@@ -23,8 +27,12 @@ def test_detections_mask_and_index_filtering() -> None:
 
 
 def test_detections_pixels_are_clipped_to_the_frame() -> None:
-    dets = Detections(np.array([[-0.05, 0.5, 1.2, 1.0]], np.float32), np.array([1], np.int32),
-                      np.array([0.8], np.float32), ("car",))
+    dets = Detections(
+        np.array([[-0.05, 0.5, 1.2, 1.0]], np.float32),
+        np.array([1], np.int32),
+        np.array([0.8], np.float32),
+        ("car",),
+    )
     assert dets.pixels(200, 100).tolist() == [[0, 50, 200, 100]]
 
 

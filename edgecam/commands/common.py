@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
-from edgecam.config import EdgecamConfig, load_config
-from edgecam.errors import UsageError
+from edgecam.config import EdgecamConfig, load_config, parse_overrides
 from edgecam.payload import sanitize_device_id
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") -> None:
@@ -44,20 +37,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """`mqtt.port=1884` -> {"mqtt.port": 1884}; values use TOML syntax, bare words are strings."""
-    result: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or "." not in key.strip():
-            raise UsageError(
-                f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. model.threshold=0.6"
-            )
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        result[key.strip()] = value
-    return result
+    """`mqtt.port=1884` -> {"mqtt.port": 1884}; TOML value syntax, text fields keep raw text."""
+    return parse_overrides(items)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

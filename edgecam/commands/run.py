@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 from contextlib import ExitStack
 from typing import Any
 
@@ -14,9 +15,14 @@ from edgecam.commands.common import (
     load_with_overrides,
     model_overrides,
 )
-from edgecam.config import EdgecamConfig
+from edgecam.config import EdgecamConfig, secret_values
 from edgecam.engine import open_engine
 from edgecam.errors import EXIT_OK
+from edgecam.logsetup import setup_logging
+from edgecam.notify import Notifier
+from edgecam.pipeline import Pipeline, PipelineSummary
+from edgecam.service import ServiceHooks, install_signal_handlers
+from edgecam.sinks import Sink
 from edgecam.sinks.jsonl import JsonlSink
 from edgecam.sources import ReconnectPolicy, open_source
 
@@ -74,16 +80,47 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> int:
     config = load_with_overrides(args, _overrides(args))
-    run(config)
+    setup_logging(
+        args.log_level or config.logging.level,
+        config.logging.format,
+        secrets=secret_values(config),
+    )
+    return run(config)
+
+
+def run(config: EdgecamConfig, *, stop: threading.Event | None = None) -> int:
+    """Run until the source ends, max_frames is reached, or SIGTERM/SIGINT (or `stop`).
+
+    Under systemd (Type=notify): READY=1 after the first result went through the sinks,
+    WATCHDOG=1 from pipeline progress, STOPPING=1 when the stop begins.
+    """
+    stop = stop or threading.Event()
+    notifier = Notifier()
+    hooks = ServiceHooks(notifier, config.service)
+    restore = (
+        install_signal_handlers(stop, on_stop=hooks.on_stopping)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    try:
+        summary = _run_pipeline(config, hooks, stop)
+    finally:
+        if restore is not None:
+            restore()
+        hooks.stopped()
+        notifier.close()
+    log.info(
+        "processed %d frames in %.1f s (%s)", summary.processed, summary.elapsed_s, summary.reason
+    )
     return EXIT_OK
 
 
-def run(config: EdgecamConfig) -> int:
-    """Run until the source ends, max_frames is reached, or the process is interrupted."""
+def _run_pipeline(
+    config: EdgecamConfig, hooks: ServiceHooks, stop: threading.Event
+) -> PipelineSummary:
     engine = open_engine(config.model)
     engine.warm_up()
     src = config.source
-    processed = 0
     with ExitStack() as stack:
         source = open_source(
             src.spec,
@@ -95,7 +132,7 @@ def run(config: EdgecamConfig) -> int:
             reconnect=ReconnectPolicy(src.reconnect_initial_s, src.reconnect_max_s, src.give_up_s),
         )
         stack.callback(source.close)
-        sinks = []
+        sinks: list[Sink] = []
         if config.output.jsonl:
             sink = JsonlSink(
                 config.output.jsonl,
@@ -104,14 +141,16 @@ def run(config: EdgecamConfig) -> int:
             )
             stack.callback(sink.close)
             sinks.append(sink)
-        limit = config.output.max_frames
-        while limit is None or processed < limit:
-            frame = source.read()
-            if frame is None:
-                break
-            result = engine.process(frame)
-            for s in sinks:
-                s.handle(result)
-            processed += 1
-    log.info("processed %d frames", processed)
-    return processed
+        # MQTT (when configured): open the sink here, add it to `sinks`, register its close on
+        # the stack, and set hooks.broker_state = lambda: sink.state.
+        pipeline = Pipeline(
+            source,
+            engine,
+            sinks,
+            config=config.pipeline,
+            on_result=hooks.on_result,
+            on_progress=hooks.on_progress,
+        )
+        summary = pipeline.run(max_frames=config.output.max_frames, stop=stop)
+        hooks.on_stopping(summary.reason)  # before the sinks flush (the stack unwinds)
+    return summary

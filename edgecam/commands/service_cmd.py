@@ -60,15 +60,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _layout(args: argparse.Namespace) -> tuple[Layout, bool]:
-    root = args.prefix.resolve()
-    real = root == Path("/")
-    if real and not args.dry_run and os.geteuid() != 0:
+def require_root(root: Path, *, dry_run: bool, euid: int, action: str) -> None:
+    """Writing to the real / needs root; a dry run or a --prefix does not."""
+    if root == Path("/") and not dry_run and euid != 0:
         raise UsageError(
-            f"edgecam service {args.service_command} changes /etc and /var/lib: run it as root",
+            f"edgecam service {action} changes /etc and /var/lib: run it as root",
             "sudo edgecam service ... (or --dry-run to see the plan)",
         )
-    return Layout(root), real and systemd_running()
+
+
+def _layout(args: argparse.Namespace) -> tuple[Layout, bool]:
+    root = args.prefix.resolve()
+    require_root(root, dry_run=args.dry_run, euid=os.geteuid(), action=args.service_command)
+    return Layout(root), root == Path("/") and systemd_running()
 
 
 def _check(path: Path) -> None:

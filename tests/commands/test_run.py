@@ -40,7 +40,9 @@ def frames_dir(tmp_path_factory: pytest.TempPathFactory, asset_video: Path) -> P
 def test_run_video_prints_one_line_per_frame(
     models_env: Path, asset_video: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = main(["run", "--model", "ssd_mobilenet_v1", "--source", str(asset_video), "--max-frames", "12"])
+    rc = main(
+        ["run", "--model", "ssd_mobilenet_v1", "--source", str(asset_video), "--max-frames", "12"]
+    )
     assert rc == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [p["seq"] for p in lines] == list(range(12))
@@ -63,7 +65,18 @@ def test_run_frames_dir_in_name_order_finds_people(
 
 def test_run_detections_only_to_file(models_env: Path, frames_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "dets.jsonl"
-    rc = main(["run", "-m", "ssd_mobilenet_v1", "-s", str(frames_dir), "--detections-only", "-o", str(out)])
+    rc = main(
+        [
+            "run",
+            "-m",
+            "ssd_mobilenet_v1",
+            "-s",
+            str(frames_dir),
+            "--detections-only",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines and all(p["detections"] for p in lines)
@@ -72,8 +85,14 @@ def test_run_detections_only_to_file(models_env: Path, frames_dir: Path, tmp_pat
 
 def _cli(*args: str, env_models: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EDGECAM_MODELS_DIR": str(env_models)}
-    return subprocess.run([sys.executable, "-m", "edgecam", *args], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "edgecam", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,7 +101,10 @@ def _cli(*args: str, env_models: Path) -> subprocess.CompletedProcess[str]:
         # a model name that is not in the manifest
         (["run", "--model", "yolo9000", "--source", "x.mp4"], "yolo9000"),
         # a source path that does not exist
-        (["run", "--model", "ssd_mobilenet_v1", "--source", "/nonexistent/clip.mp4"], "/nonexistent/clip.mp4"),
+        (
+            ["run", "--model", "ssd_mobilenet_v1", "--source", "/nonexistent/clip.mp4"],
+            "/nonexistent/clip.mp4",
+        ),
         # threshold outside 0..1
         (["run", "--model", "ssd_mobilenet_v1", "--threshold", "1.5"], "model.threshold"),
         # a label the model does not know

@@ -14,9 +14,15 @@ from edgecam.types import Detections, Result
 
 
 def _result(seq: int, n: int) -> Result:
-    dets = Detections(np.tile(np.array([[0.1, 0.1, 0.2, 0.2]], np.float32), (n, 1)),
-                      np.zeros(n, np.int32), np.full(n, 0.9, np.float32), ("person",) * n)
-    return Result(seq=seq, timestamp=1.0, monotonic=0.0, model="m", width=10, height=10, output=dets)
+    dets = Detections(
+        np.tile(np.array([[0.1, 0.1, 0.2, 0.2]], np.float32), (n, 1)),
+        np.zeros(n, np.int32),
+        np.full(n, 0.9, np.float32),
+        ("person",) * n,
+    )
+    return Result(
+        seq=seq, timestamp=1.0, monotonic=0.0, model="m", width=10, height=10, output=dets
+    )
 
 
 def test_every_frame_and_detections_only(tmp_path: Path) -> None:
@@ -26,7 +32,10 @@ def test_every_frame_and_detections_only(tmp_path: Path) -> None:
         sink.handle(_result(seq, n))
     sink.close()
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(p["seq"], p["frame_seq"], len(p["detections"])) for p in lines] == [(0, 0, 1), (1, 2, 2)]
+    assert [(p["seq"], p["frame_seq"], len(p["detections"])) for p in lines] == [
+        (0, 0, 1),
+        (1, 2, 2),
+    ]
 
 
 def test_appends_and_reports_unwritable_path(tmp_path: Path) -> None:

@@ -1,0 +1,326 @@
+"""Config sections for publishing: `[mqtt]`, `[outbox]`, `[stats]`, `[homeassistant]`.
+
+Pure: nothing here reads the environment or files at import or validation time. The password is
+resolved by `resolve_password` when the sink connects, so `config show` never needs it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from edgecam.config.base import Section
+from edgecam.errors import ConfigError
+
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where to connect, resolved from `url` or `host`/`port`/`tls`."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+
+
+def _port_error(value: object) -> PydanticCustomError:
+    return PydanticCustomError(
+        "edgecam_port", "{value} is not a valid port (1–65535)", {"value": value}
+    )
+
+
+def _check_port(value: str | int) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise _port_error(repr(value)) from None
+    if not 1 <= port <= 65535:
+        raise _port_error(port)
+    return port
+
+
+def _check_host(host: str) -> str:
+    if not host or any(c in host for c in " /?#@"):
+        raise PydanticCustomError(
+            "edgecam_host", "{host} is not a host name or address", {"host": repr(host)}
+        )
+    return host
+
+
+def parse_mqtt_url(url: str) -> Endpoint:
+    """`mqtt[s]://[user@]host[:port]` or bare `host[:port]`; no password (`ps` shows argv)."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        scheme, rest = "mqtt", url.strip()
+    if scheme.lower() not in _SCHEMES:
+        raise PydanticCustomError(
+            "edgecam_url",
+            "unknown scheme {scheme} in {url}: use mqtt:// or mqtts://",
+            {"scheme": repr(scheme), "url": repr(url)},
+        )
+    tls = _SCHEMES[scheme.lower()]
+    netloc, _, tail = rest.partition("/")
+    if tail or "?" in netloc or "#" in netloc:
+        raise PydanticCustomError(
+            "edgecam_url",
+            "{url}: expected nothing after host:port (set mqtt.topic_prefix)",
+            {"url": repr(url)},
+        )
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        raise PydanticCustomError(
+            "edgecam_url",
+            "a password in the URL is visible in `ps`: use mqtt.password_file or password_env",
+        )
+    if hostport.startswith("["):  # [IPv6]:port
+        host, _, port_part = hostport[1:].partition("]")
+        port_text = port_part.removeprefix(":")
+    else:
+        host, _, port_text = hostport.partition(":")
+    port = _check_port(port_text) if port_text else (DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
+    return Endpoint(_check_host(host), port, tls, unquote(userinfo) if at else None)
+
+
+class MqttConfig(Section):
+    """`[mqtt]`: broker, identity, delivery, security. Off while neither url nor host is set."""
+
+    url: str | None = Field(
+        None, description="mqtt://[user@]host[:port] or mqtts://...; wins over host"
+    )
+    host: str | None = None
+    port: int | None = Field(None, description="default 1883, or 8883 with TLS")
+    tls: bool = False
+    ca_file: Path | None = Field(
+        None, description="CA bundle to verify the broker (default: system CAs)"
+    )
+    cert_file: Path | None = Field(None, description="client certificate (PEM) for TLS client auth")
+    key_file: Path | None = None
+    tls_insecure: bool = Field(False, description="skip host name verification (testing only)")
+    username: str | None = None
+    password: SecretStr | None = Field(
+        None, description="discouraged: use password_file or password_env"
+    )
+    password_file: Path | None = None
+    password_env: str | None = None
+    qos: Literal[0, 1, 2] = 1
+    topic_prefix: str = "edgecam"
+    device_id: str | None = Field(None, description="one topic level; default: hostname, sanitised")
+    client_id: str | None = Field(
+        None, description="default: edgecam-<device_id> (stable per device)"
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    session_expiry_s: int = Field(3600, ge=0, le=4_294_967_295)
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="first connection attempt bound"
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    max_inflight: int = Field(20, ge=1, le=65535, description="messages awaiting PUBACK at once")
+    publish_empty_frames: bool = Field(False, description="publish frames with no detections too")
+    publish_counts: bool = Field(
+        True, description="retained count/<label> from each frame's detections"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_mqtt_url(value)
+        return value
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        if value is None or isinstance(value, bool):
+            return value
+        return _check_port(value) if isinstance(value, int | str) else value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return None if value is None else _check_host(value)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return check_topic_prefix(value)
+
+    @field_validator("device_id")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is not None and not _DEVICE_ID.match(value):
+            raise PydanticCustomError(
+                "edgecam_device_id",
+                "{value} is not one MQTT topic level: use 1-64 of A-Z a-z 0-9 _ . -",
+                {"value": repr(value)},
+            )
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> MqttConfig:
+        secrets = [n for n in ("password", "password_file", "password_env") if getattr(self, n)]
+        if len(secrets) > 1:
+            raise ValueError(f"set only one of {', '.join(secrets)}")
+        if secrets and not self.endpoint_username():
+            raise ValueError(f"{secrets[0]} needs a username (mqtt.username or user@ in the URL)")
+        if self.url and (self.host or self.port):
+            raise ValueError("set either url or host/port, not both")
+        if (
+            self.ca_file or self.cert_file or self.key_file or self.tls_insecure
+        ) and not self.uses_tls():
+            raise ValueError("TLS options are set but TLS is off: use mqtts:// or tls = true")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must be <= reconnect_max_s")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url or self.host)
+
+    def uses_tls(self) -> bool:
+        return parse_mqtt_url(self.url).tls if self.url else self.tls
+
+    def endpoint_username(self) -> str | None:
+        from_url = parse_mqtt_url(self.url).username if self.url else None
+        return from_url or self.username
+
+    def endpoint(self) -> Endpoint:
+        """The broker address; raises ConfigError when MQTT is not configured."""
+        if self.url:
+            parsed = parse_mqtt_url(self.url)
+            return Endpoint(parsed.host, parsed.port, parsed.tls, self.endpoint_username())
+        if not self.host:
+            raise ConfigError(
+                "mqtt: no broker configured: set mqtt.url or mqtt.host, or pass --mqtt URL"
+            )
+        port = self.port or (DEFAULT_TLS_PORT if self.tls else DEFAULT_PORT)
+        return Endpoint(self.host, port, self.tls, self.username)
+
+
+def check_topic_prefix(value: str) -> str:
+    """A prefix of one or more levels, no wildcards, no leading/trailing '/', not a $SYS topic."""
+    bad = (
+        not value
+        or value.startswith(("/", "$"))
+        or value.endswith("/")
+        or "//" in value
+        or any(c in value for c in "+#\0")
+    )
+    if bad:
+        raise PydanticCustomError(
+            "edgecam_topic",
+            "{value} is not a topic prefix: levels separated by '/', no + # or leading $ or '/'",
+            {"value": repr(value)},
+        )
+    return value
+
+
+class OutboxConfig(Section):
+    """`[outbox]`: the on-disk queue that holds messages until the broker acknowledges them."""
+
+    path: Path | None = Field(
+        None, description="default: $STATE_DIRECTORY or $XDG_STATE_HOME/edgecam"
+    )
+    max_messages: int = Field(100_000, ge=1, description="cap: the oldest are dropped past it")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=4096, description="cap on topic+payload bytes")
+
+
+class StatsConfig(Section):
+    """`[stats]`: how often the retained stats message is published."""
+
+    interval_s: float = Field(10.0, ge=0.1, le=86_400)
+
+
+class HomeAssistantConfig(Section):
+    """`[homeassistant]`: MQTT discovery of per-label count sensors (off by default)."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+    labels: tuple[str, ...] = Field((), description="announced at start; others when first seen")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return check_topic_prefix(value)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+class _MqttRoot(Section):
+    """Lets the shared error formatter name paths `mqtt.<field>` as in the config file."""
+
+    mqtt: MqttConfig
+
+
+def validate_mqtt(data: Mapping[str, Any], origin: str) -> MqttConfig:
+    """Validate a raw [mqtt] table; ConfigError lists every bad field (`origin: mqtt.x: ...`)."""
+    from edgecam.config import describe_errors, format_problems  # the package imports us
+
+    try:
+        return _MqttRoot.model_validate({"mqtt": data}).mqtt
+    except ValidationError as exc:
+        raise ConfigError(format_problems(describe_errors(exc, _MqttRoot, origin=origin))) from None
+
+
+def mqtt_config_from_url(url: str, base: MqttConfig | None = None) -> MqttConfig:
+    """`--mqtt URL` over the config file's [mqtt]: the URL replaces url/host/port/tls."""
+    data = base.model_dump(exclude_unset=True) if base else {}
+    return validate_mqtt(with_url(data, url), f"--mqtt {url}")
+
+
+def with_url(data: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """A raw [mqtt] table with its broker address replaced by `url`."""
+    merged = {k: v for k, v in data.items() if k not in ("host", "port", "tls")}
+    merged["url"] = url
+    return merged
+
+
+def resolve_password(cfg: MqttConfig, environ: dict[str, str] | None = None) -> str | None:
+    """Read the password from its file or environment variable (only when connecting)."""
+    import os
+
+    if cfg.password is not None:
+        return cfg.password.get_secret_value()
+    if cfg.password_env:
+        env = os.environ if environ is None else environ
+        if cfg.password_env not in env:
+            raise ConfigError(
+                f"mqtt.password_env: environment variable {cfg.password_env} is not set",
+                "export it, or use mqtt.password_file",
+            )
+        return env[cfg.password_env]
+    if cfg.password_file:
+        try:
+            return cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"mqtt.password_file: cannot read {cfg.password_file}: {exc.strerror}"
+            ) from None
+    return None
