@@ -120,10 +120,20 @@ class ServiceHooks:
             self.notifier.status(self.status_line())
 
     def on_degraded(self, reason: str) -> None:
-        """Show a problem (e.g. "camera lost, reconnecting") until frames flow again."""
+        """Show a problem (e.g. "camera lost, reconnecting") until frames flow again.
+
+        Called as a heartbeat by a source that is actively reconnecting: that is progress of
+        a kind (bounded by source.give_up_s), so it also feeds the watchdog. A read hung in a
+        driver never calls this, so the watchdog still catches a wedged camera.
+        """
         with self._lock:
+            changed = reason.split(";", maxsplit=1)[0] != (self._note or "").split(";")[0]
             self._note = reason
-        log.warning("degraded: %s", reason)
+            stopping = self._stopping
+        if changed:
+            log.warning("degraded: %s", reason)
+        if self.config.watchdog and not stopping:
+            self.notifier.watchdog()
         self.notifier.status(self.status_line())
 
     def on_stopping(self, reason: str = "stop requested") -> None:

@@ -438,3 +438,20 @@ def test_sigterm_while_the_camera_hangs_still_stops_cleanly(
                 proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_reconnect_heartbeat_feeds_the_watchdog_and_logs_once(
+    listener: tuple[socket.socket, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A source reconnecting within give_up_s is alive: pings go on, the warning is not repeated."""
+    sock, path = listener
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1"})
+    hooks = ServiceHooks(notifier, section())
+    caplog.set_level("WARNING")
+    hooks.on_degraded("camera:0 lost (read failed); reconnecting, giving up in 290 s")
+    time.sleep(0.01)
+    hooks.on_degraded("camera:0 lost (read failed); reconnecting, giving up in 285 s")
+    messages = drain(sock)
+    assert sum("WATCHDOG" in m for m in messages) == 2
+    assert messages[-1]["STATUS"].startswith("degraded: camera:0 lost (read failed); reconnecting")
+    assert sum("degraded" in r.getMessage() for r in caplog.records) == 1

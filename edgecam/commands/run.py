@@ -132,6 +132,8 @@ def _run_pipeline(
             reconnect=ReconnectPolicy(src.reconnect_initial_s, src.reconnect_max_s, src.give_up_s),
         )
         stack.callback(source.close)
+        if hasattr(source, "on_reconnecting"):
+            source.on_reconnecting = hooks.on_degraded
         sinks: list[Sink] = []
         if config.output.jsonl:
             sink = JsonlSink(

@@ -31,6 +31,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -160,6 +161,9 @@ class SourceBase:
         return f"<{type(self).__name__} {self.name}>"
 
 
+HEARTBEAT_S = 5.0
+
+
 class LiveSource(SourceBase):
     """A camera or stream: grabs with a bounded wait, reconnects after failures.
 
@@ -181,6 +185,10 @@ class LiveSource(SourceBase):
         self._last_frame = time.monotonic()
         self._pending: Frame | None = None
         self._rng = random.Random()
+        # Called with a one-line status at least every HEARTBEAT_S while reconnecting, so a
+        # service can report "degraded" and keep its watchdog fed: reconnecting within
+        # give_up_s is alive; a read hung in the driver never gets here and stops the pings.
+        self.on_reconnecting: Callable[[str], None] | None = None
 
     def _connect(self) -> None:
         raise NotImplementedError
@@ -266,7 +274,7 @@ class LiveSource(SourceBase):
                 wait,
                 remaining,
             )
-            if self._closed.wait(wait):
+            if self._wait_with_heartbeat(wait, reason, remaining):
                 break
             pixels, reason = self._reopen()
             if pixels is not None:
@@ -276,6 +284,21 @@ class LiveSource(SourceBase):
                 return pixels
             delay = min(delay * 2, self.policy.max_s)
         return None
+
+    def _wait_with_heartbeat(self, wait: float, reason: str, remaining: float) -> bool:
+        """Sleep `wait` s (True if closed meanwhile), reporting status every HEARTBEAT_S."""
+        end = time.monotonic() + wait
+        while True:
+            if self.on_reconnecting is not None:
+                left = remaining - (wait - (end - time.monotonic()))
+                self.on_reconnecting(
+                    f"{self.name} lost ({reason}); reconnecting, giving up in {max(left, 0):.0f} s"
+                )
+            step = min(HEARTBEAT_S, end - time.monotonic())
+            if step <= 0:
+                return False
+            if self._closed.wait(step):
+                return True
 
     def _reopen(self) -> tuple[npt.NDArray[np.uint8] | None, str]:
         with self._lock:

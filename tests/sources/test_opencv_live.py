@@ -168,3 +168,18 @@ def test_unreachable_url_is_a_source_error_without_password() -> None:
             open_source(url)
     text = str(info.value)
     assert "cannot open the stream" in text and "hunter2" not in text and "viewer:***@" in text
+
+
+def test_reconnecting_source_reports_a_heartbeat(server: VideoServer) -> None:
+    """While the stream is gone the source tells its owner, repeatedly, until it gives up."""
+    source = open_source(server.url, reconnect=ReconnectPolicy(0.3, 0.3, 1.5))
+    reports: list[str] = []
+    source.on_reconnecting = reports.append  # type: ignore[attr-defined]
+    assert source.read() is not None
+    server.stop()
+    with pytest.raises(SourceLost):
+        while source.read() is not None:
+            pass
+    source.close()
+    assert len(reports) >= 3  # one per attempt at least: 1.5 s give-up / 0.3 s backoff
+    assert all(source.name in r and "reconnecting, giving up in" in r for r in reports)
