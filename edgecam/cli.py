@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "models_cmd",
     "config_cmd",
     "service_cmd",
+    "watch",
 )
 
 log = logging.getLogger("edgecam")

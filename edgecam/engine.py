@@ -48,7 +48,8 @@ class Engine:
         resize = section.resize or spec.resize
         if len(runner.inputs) != 1:
             raise ModelError(
-                f"{resolved.model_path}: expected a model with 1 input image, got {len(runner.inputs)} inputs"
+                f"{resolved.model_path}: expected a model with 1 input image, "
+                f"got {len(runner.inputs)} inputs"
             )
         self.input_spec = InputSpec.from_tensor(runner.inputs[0], resize)
         if self.allow and self.labels:
@@ -114,6 +115,7 @@ class Engine:
                 "postprocess": post_ms,
             },
             source=frame.source,
+            frame=frame,
         )
 
     def process(self, frame: Frame, pixel_width: int | None = None) -> Result:
@@ -123,7 +125,7 @@ class Engine:
         return self.postprocess(prepared, outputs, invoke_ms)
 
     def warm_up(self) -> None:
-        """First invoke allocates XNNPACK buffers; do it before the clock of the first frame starts."""
+        """An invoke before the first frame's clock starts (caches warm, buffers allocated)."""
         self.runner.input_view()[...] = 0
         self.runner.invoke()
 

@@ -100,7 +100,9 @@ class Detections:
     def pixels(self, width: int, height: int) -> npt.NDArray[np.int32]:
         """Boxes in source-frame pixels, (N, 4) int32, clipped to the frame."""
         scale = np.array([width, height, width, height], np.float32)
-        boxes: npt.NDArray[np.int32] = np.clip(np.rint(self.xyxy * scale), 0, scale).astype(np.int32)
+        boxes: npt.NDArray[np.int32] = np.clip(np.rint(self.xyxy * scale), 0, scale).astype(
+            np.int32
+        )
         return boxes
 
 
@@ -137,3 +139,6 @@ class Result:
     output: Detections | Classification
     timings_ms: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    # The frame the result came from, for consumers that need pixels (event snapshots). Not
+    # part of the payload; it lives only as long as the result travels the output queue.
+    frame: Frame | None = field(default=None, repr=False, compare=False)

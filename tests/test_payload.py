@@ -12,15 +12,28 @@ from edgecam.types import Classification, Detections, Result
 
 
 def _result(output: Detections | Classification) -> Result:
-    return Result(seq=7, timestamp=1_700_000_000.25, monotonic=1.0, model="m", width=640, height=480,
-                  output=output, timings_ms={"invoke": 4.123456, "preprocess": 0.5})
+    return Result(
+        seq=7,
+        timestamp=1_700_000_000.25,
+        monotonic=1.0,
+        model="m",
+        width=640,
+        height=480,
+        output=output,
+        timings_ms={"invoke": 4.123456, "preprocess": 0.5},
+    )
 
 
 def test_detection_payload_fields_and_pixel_boxes() -> None:
-    dets = Detections(np.array([[0.1, 0.25, 0.5, 1.0]], np.float32), np.array([0], np.int32),
-                      np.array([0.87654], np.float32), ("person",))
-    payload = build_result_payload(_result(dets), device_id="cam1", run_id="abc", seq=3,
-                                   end_to_end_ms=12.5)
+    dets = Detections(
+        np.array([[0.1, 0.25, 0.5, 1.0]], np.float32),
+        np.array([0], np.int32),
+        np.array([0.87654], np.float32),
+        ("person",),
+    )
+    payload = build_result_payload(
+        _result(dets), device_id="cam1", run_id="abc", seq=3, end_to_end_ms=12.5
+    )
     assert payload["schema"] == 1 and payload["type"] == "detections"
     assert (payload["seq"], payload["frame_seq"], payload["run_id"]) == (3, 7, "abc")
     assert payload["captured_at"] == "2023-11-14T22:13:20.250Z"
@@ -35,8 +48,9 @@ def test_detection_payload_fields_and_pixel_boxes() -> None:
 
 
 def test_classification_payload() -> None:
-    cls = Classification(np.array([286, 282], np.int32), np.array([0.8, 0.1], np.float32),
-                         ("Egyptian cat", "tabby"))
+    cls = Classification(
+        np.array([286, 282], np.int32), np.array([0.8, 0.1], np.float32), ("Egyptian cat", "tabby")
+    )
     payload = build_result_payload(_result(cls), device_id="d", run_id="r", seq=0)
     assert payload["type"] == "classification"
     assert [c["label"] for c in payload["classification"]] == ["Egyptian cat", "tabby"]

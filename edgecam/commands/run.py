@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -16,14 +17,19 @@ from edgecam.commands.common import (
     model_overrides,
 )
 from edgecam.config import EdgecamConfig, secret_values
+from edgecam.config.events import build_event_engine, check_labels
 from edgecam.engine import open_engine
 from edgecam.errors import EXIT_OK
 from edgecam.logsetup import setup_logging
 from edgecam.notify import Notifier
+from edgecam.payload import new_run_id
 from edgecam.pipeline import Pipeline, PipelineSummary
 from edgecam.service import ServiceHooks, install_signal_handlers
 from edgecam.sinks import Sink
+from edgecam.sinks.events import EventOutput, EventsSink
 from edgecam.sinks.jsonl import JsonlSink
+from edgecam.sinks.mqtt import open_mqtt_sink
+from edgecam.snapshot import SnapshotStore
 from edgecam.sources import ReconnectPolicy, open_source
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,17 @@ def register(subparsers: Any) -> None:
         help="skip JSON lines for frames without detections",
     )
     parser.add_argument("--device-id", help="device id in payloads (default: hostname)")
+    parser.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish to a broker, e.g. mqtt://host:1883 or mqtts://user@host (see docs/mqtt.md)",
+    )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        default=None,
+        help="track objects and publish new/update/end events and counts",
+    )
     parser.set_defaults(handler=run_command)
 
 
@@ -75,6 +92,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "output.jsonl": jsonl,
         "output.every_frame": False if args.detections_only else None,
         "output.device_id": args.device_id,
+        "mqtt.url": args.mqtt,
+        "events.enabled": args.events,
     }
 
 
@@ -134,17 +153,15 @@ def _run_pipeline(
         stack.callback(source.close)
         if hasattr(source, "on_reconnecting"):
             source.on_reconnecting = hooks.on_degraded
-        sinks: list[Sink] = []
-        if config.output.jsonl:
-            sink = JsonlSink(
-                config.output.jsonl,
-                device_id=device_id(config.output.device_id),
-                every_frame=config.output.every_frame,
-            )
-            stack.callback(sink.close)
-            sinks.append(sink)
-        # MQTT (when configured): open the sink here, add it to `sinks`, register its close on
-        # the stack, and set hooks.broker_state = lambda: sink.state.
+        holder: list[Pipeline] = []
+        sinks = _open_sinks(
+            config,
+            model=engine.name,
+            labels=engine.labels,
+            stack=stack,
+            hooks=hooks,
+            pipeline=holder,
+        )
         pipeline = Pipeline(
             source,
             engine,
@@ -153,6 +170,110 @@ def _run_pipeline(
             on_result=hooks.on_result,
             on_progress=hooks.on_progress,
         )
+        holder.append(pipeline)
         summary = pipeline.run(max_frames=config.output.max_frames, stop=stop)
         hooks.on_stopping(summary.reason)  # before the sinks flush (the stack unwinds)
     return summary
+
+
+def _open_sinks(
+    config: EdgecamConfig,
+    *,
+    model: str,
+    labels: Sequence[str],
+    stack: ExitStack,
+    hooks: ServiceHooks,
+    pipeline: list[Pipeline],
+) -> list[Sink]:
+    """JSON lines, MQTT and events, each closed by `stack` in the right order.
+
+    Closing runs in reverse: the events sink (flushing `end` for open tracks) closes before the
+    outputs it feeds, and MQTT closes last, with what is left of the stop deadline, so its
+    outbox keeps whatever the broker did not acknowledge.
+    """
+    run_id = new_run_id()
+    dev = device_id(config.mqtt.device_id or config.output.device_id)
+    sinks: list[Sink] = []
+    event_outputs: list[EventOutput] = []
+    if config.mqtt.enabled:
+        # With events on, count/<label> carries the tracker's confirmed objects; per-frame
+        # raw counts on the same retained topic would contradict it.
+        mqtt_cfg = (
+            config.mqtt.model_copy(update={"publish_counts": False})
+            if config.events.enabled
+            else config.mqtt
+        )
+        mqtt = open_mqtt_sink(
+            mqtt_cfg,
+            config.outbox,
+            device_id=dev,
+            model=model,
+            stats_provider=lambda: pipeline[0].stats() if pipeline else {},
+            stats_interval_s=config.stats.interval_s,
+            homeassistant=config.homeassistant,
+            run_id=run_id,
+        )
+        stack.callback(mqtt.close, max(1.0, config.service.stop_deadline_s / 2))
+        hooks.broker_state = lambda: mqtt.state
+        sinks.append(mqtt)
+        event_outputs.append(mqtt)
+    if config.output.jsonl:
+        jsonl = JsonlSink(
+            config.output.jsonl,
+            device_id=dev,
+            every_frame=config.output.every_frame,
+            run_id=run_id,
+        )
+        stack.callback(jsonl.close)
+        sinks.append(jsonl)
+        event_outputs.append(jsonl)
+    if config.events.enabled:
+        sinks.append(
+            _open_events(
+                config,
+                model=model,
+                labels=labels,
+                dev=dev,
+                run_id=run_id,
+                outputs=event_outputs,
+                stack=stack,
+            )
+        )
+    return sinks
+
+
+def _open_events(
+    config: EdgecamConfig,
+    *,
+    model: str,
+    labels: Sequence[str],
+    dev: str,
+    run_id: str,
+    outputs: Sequence[EventOutput],
+    stack: ExitStack,
+) -> EventsSink:
+    check_labels(config.objects, config.zones, labels)
+    snaps = config.snapshots
+    store = (
+        SnapshotStore(snaps.dir, max_files=snaps.max_files, max_bytes=snaps.max_bytes)
+        if snaps.enabled and snaps.dir
+        else None
+    )
+    sink = EventsSink(
+        build_event_engine(
+            config.tracking,
+            config.objects,
+            config.zones,
+            config.events,
+            id_prefix=run_id,
+            keep_frames=snaps.enabled,
+        ),
+        outputs,
+        device_id=dev,
+        run_id=run_id,
+        model=model,
+        snapshots=snaps.options() if snaps.enabled else None,
+        store=store,
+    )
+    stack.callback(sink.close)
+    return sink

@@ -19,8 +19,8 @@ from typing import IO, Any
 import paho.mqtt.client as mqtt
 
 from edgecam.config import read_toml
-from edgecam.config.mqtt import validate_mqtt, with_url
-from edgecam.errors import EXIT_FAILURE, EXIT_OK, UsageError
+from edgecam.config.mqtt import MqttConfig, validate_mqtt, with_url
+from edgecam.errors import EXIT_FAILURE, EXIT_OK, SinkError, UsageError
 from edgecam.schema import (
     ClassificationMessage,
     CountMessage,
@@ -34,7 +34,7 @@ from edgecam.schema import (
     parse_message,
     parse_topic,
 )
-from edgecam.sinks.mqtt_client import FirstOutcome, build_client, first_connect
+from edgecam.sinks.mqtt_client import FirstOutcome, build_client, describe, first_connect
 
 KINDS = ("detections", "classification", "events", "status", "stats", "count")
 DEFAULT_KINDS = "detections,classification,events,status"
@@ -117,32 +117,16 @@ def watch_command(args: argparse.Namespace) -> int:
     origin = str(args.config) if args.config else "command line"
     cfg = validate_mqtt(_config_table(args), origin)
     filters = _filters(cfg.topic_prefix, args.device, args.kinds)
-    endpoint = cfg.endpoint()
     inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    outcome = FirstOutcome(threading.Event())
-    client = build_client(
-        cfg, endpoint, client_id=f"edgecam-watch-{uuid.uuid4().hex[:8]}", status_topic=None
-    )
-
-    def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not reason.is_failure:
-            for topic in filters:
-                c.subscribe(topic, qos=1)
-        outcome.reason = reason
-        outcome.event.set()
-
-    client.on_connect = on_connect
-    client.on_message = lambda _c, _u, msg: inbox.put((msg.topic, bytes(msg.payload)))
-    first_connect(client, cfg, endpoint, outcome, persistent=False, unreachable_ok=False)
+    client = _subscribe(cfg, filters, inbox)
     try:
-        received = _print_loop(
-            inbox, Printer(sys.stdout, as_json=args.json), args.count, args.timeout
-        )
+        printer = Printer(sys.stdout, as_json=args.json)
+        received = _print_loop(inbox, printer, args.count, args.timeout)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
     if args.count is not None and received < args.count:
         print(
             f"edgecam watch: timed out after {args.timeout} s: {received} of {args.count} messages",
@@ -150,6 +134,39 @@ def watch_command(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _subscribe(
+    cfg: MqttConfig, filters: list[str], inbox: queue.Queue[tuple[str, bytes]]
+) -> mqtt.Client:
+    """Connect (SinkError if refused or unreachable) and wait for the SUBACK, then say so on
+    stderr: a script can start publishing once that line appears, nothing will be missed."""
+    endpoint = cfg.endpoint()
+    outcome = FirstOutcome(threading.Event())
+    subscribed = threading.Event()
+    client_id = f"edgecam-watch-{uuid.uuid4().hex[:8]}"
+    client = build_client(cfg, endpoint, client_id=client_id, status_topic=None)
+
+    def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            c.subscribe([(topic, 1) for topic in filters])
+        outcome.reason = reason
+        outcome.event.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda _c, _u, msg: inbox.put((msg.topic, bytes(msg.payload)))
+    first_connect(client, cfg, endpoint, outcome, persistent=False, unreachable_ok=False)
+    if not subscribed.wait(cfg.connect_timeout_s):
+        client.disconnect()
+        client.loop_stop()
+        raise SinkError(f"{describe(endpoint)}: no answer to SUBSCRIBE {', '.join(filters)}")
+    print(
+        f"edgecam watch: subscribed to {', '.join(filters)} on {describe(endpoint)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return client
 
 
 def _print_loop(
@@ -211,8 +228,10 @@ class Printer:
             return
         if last is not None and message.seq > last + 1:
             missing = message.seq - last - 1
-            print(f"edgecam watch: {topic}: {missing} message(s) missing before seq {message.seq}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"edgecam watch: {topic}: {missing} message(s) missing before seq {message.seq}",
+                file=sys.stderr,
+            )
         self.last_seq[key] = message.seq
 
     def _table(self, topic: str, message: Message) -> None:
@@ -259,8 +278,17 @@ def _rows(device: str, message: Message) -> list[str]:
         clock = message.last_seen_at.astimezone().strftime("%H:%M:%S.%f")[:12]
         extra = f" {message.duration_s:.1f}s zones={','.join(message.zones) or '-'}"
         box = "{},{} {},{}".format(*_px(message.box_px)) + extra
-        return [_row(clock, device, str(message.seq), f"event:{message.event}", message.label,
-                     f"{message.best_score:.2f}", box)]  # fmt: skip
+        return [
+            _row(
+                clock,
+                device,
+                str(message.seq),
+                f"event:{message.event}",
+                message.label,
+                f"{message.best_score:.2f}",
+                box,
+            )
+        ]
     if isinstance(message, StatusMessage):
         return [_row(now, device, "", "status", "online" if message.online else "offline", "", "")]
     if isinstance(message, CountMessage):

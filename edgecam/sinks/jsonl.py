@@ -6,11 +6,12 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from edgecam.errors import SinkError
-from edgecam.payload import build_result_payload
+from edgecam.payload import build_event_payload, build_result_payload
 from edgecam.types import Detections, Result
 
 
@@ -29,6 +30,7 @@ class JsonlSink:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.every_frame = every_frame
         self._seq = 0
+        self._event_seq = 0
         self._owned = target != "-"
         if self._owned:
             path = Path(target)
@@ -57,6 +59,26 @@ class JsonlSink:
         self._seq += 1
         self._out.write(json.dumps(payload, separators=(",", ":")) + "\n")
         self._out.flush()
+
+    def publish_event(self, event: Mapping[str, Any]) -> None:
+        """A tracked-object event as its own line (`"type": "event"`), numbered per stream."""
+        payload = build_event_payload(
+            event,
+            device_id=self.device_id,
+            run_id=self.run_id,
+            seq=self._event_seq,
+            model=str(event.get("model", "")),
+        )
+        self._event_seq += 1
+        self._out.write(json.dumps(payload, separators=(",", ":")) + "\n")
+        self._out.flush()
+
+    def publish_count(self, label: str, count: int) -> None:
+        """Counts are a retained-topic idea; in a line stream they are implied by the events."""
+
+    def publish_snapshot(self, label: str, jpeg: bytes) -> bool:
+        """Snapshots go to MQTT or the snapshot directory, never into a text stream."""
+        return False
 
     def close(self, timeout: float = 0.0) -> None:
         if self._owned and not self._out.closed:

@@ -1,0 +1,88 @@
+"""Results -> tracked-object events, counts and snapshots, handed to the outputs that take them.
+
+A Sink like the others, so the pipeline's output thread drives it; the tracking itself is the
+pure EventEngine (edgecam.events). Close it before the outputs it feeds: it flushes an `end`
+for every open track.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from edgecam.events import EngineStep, Event, EventEngine, events_to_dict
+from edgecam.snapshot import SnapshotOptions, SnapshotStore, event_snapshot, snapshot_filename
+from edgecam.types import Result
+
+log = logging.getLogger(__name__)
+
+
+class EventOutput(Protocol):
+    """What MqttSink and JsonlSink offer for events."""
+
+    def publish_event(self, event: dict[str, Any]) -> None: ...
+
+    def publish_count(self, label: str, count: int) -> None: ...
+
+    def publish_snapshot(self, label: str, jpeg: bytes) -> bool: ...
+
+
+class EventsSink:
+    """Feeds each result to the EventEngine and publishes what it produces."""
+
+    def __init__(
+        self,
+        engine: EventEngine,
+        outputs: Sequence[EventOutput],
+        *,
+        device_id: str,
+        run_id: str,
+        model: str,
+        snapshots: SnapshotOptions | None = None,
+        store: SnapshotStore | None = None,
+    ) -> None:
+        self.engine = engine
+        self.outputs = tuple(outputs)
+        self.device_id = device_id
+        self.run_id = run_id
+        self.model = model
+        self.snapshots = snapshots
+        self.store = store
+        self._last_seq: int | None = None
+        self.events_published = 0
+
+    def handle(self, result: Result) -> None:
+        # Frames the pipeline dropped (live sources) show as gaps in the source's seq; the
+        # tracker advances its predictions over them instead of seeing a jump.
+        skipped = 0 if self._last_seq is None else max(0, result.seq - self._last_seq - 1)
+        self._last_seq = result.seq
+        self._publish(self.engine.update(result, result.frame, skipped))
+
+    def close(self, timeout: float = 0.0) -> None:
+        self._publish(self.engine.flush())
+
+    def _publish(self, step: EngineStep) -> None:
+        for event in step.events:
+            payload = events_to_dict(
+                event, self.device_id, run_id=self.run_id, model=self.model, seq=0
+            )
+            for output in self.outputs:
+                output.publish_event(payload)
+            self.events_published += 1
+            if event.type in ("new", "end"):
+                self._snapshot(event)
+        for label, count in step.counts.items():
+            for output in self.outputs:
+                output.publish_count(label, count)
+
+    def _snapshot(self, event: Event) -> None:
+        if self.snapshots is None:
+            return
+        jpeg = event_snapshot(event, self.snapshots)
+        if jpeg is None:
+            return
+        for output in self.outputs:
+            output.publish_snapshot(event.label, jpeg)
+        if self.store is not None:
+            self.store.save(snapshot_filename(event), jpeg)

@@ -1,0 +1,416 @@
+"""MQTT sink: results -> on-disk outbox -> broker, never blocking the pipeline on the network.
+
+`handle()` builds the payload, commits it to the outbox and returns (tens of microseconds). A
+publisher thread hands the oldest rows to paho, at most `max_inflight` at a time, and deletes a
+row only when the broker's PUBACK arrives. paho re-sends its in-flight messages after a
+reconnect; rows never handed over stay on disk across restarts and are sent first on the next
+start. Duplicates are possible (QoS 1 is at-least-once) and recognisable by (run_id, seq).
+
+Not through the outbox, by design: `status` (Last Will + retained online/offline), `stats` and
+Home Assistant discovery (retained latest values: queuing stale ones helps nobody; they are
+re-sent on every connect), and snapshots (QoS 0, retained, dropped while disconnected: a
+100 kB JPEG per event would evict detections from the byte-capped outbox, and only the latest
+picture per label matters).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from edgecam.config.mqtt import HomeAssistantConfig, MqttConfig, OutboxConfig
+from edgecam.metrics import CpuMeter, process_age_s, rss_mb
+from edgecam.outbox import Outbox, open_outbox
+from edgecam.payload import (
+    build_event_payload,
+    build_result_payload,
+    build_stats_payload,
+    label_topic_level,
+    new_run_id,
+)
+from edgecam.schema import parse_event
+from edgecam.sinks.mqtt_client import (
+    Backoff,
+    FirstOutcome,
+    build_client,
+    describe,
+    first_connect,
+    reason_text,
+    set_reconnect_delay,
+)
+from edgecam.sinks.mqtt_hass import Discovery
+from edgecam.sinks.mqtt_window import InflightWindow
+from edgecam.types import Detections, Result
+
+log = logging.getLogger(__name__)
+StatsProvider = Callable[[], Mapping[str, Any]]
+
+
+def _dumps(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class MqttSink:
+    """Publishes the documented contract for one device; see docs/mqtt.md."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        outbox: Outbox,
+        *,
+        device_id: str,
+        model: str,
+        stats_provider: StatsProvider | None = None,
+        stats_interval_s: float = 10.0,
+        homeassistant: HomeAssistantConfig | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self.device_id = device_id
+        self.model = model
+        self.run_id = run_id or new_run_id()
+        self.root = f"{cfg.topic_prefix}/{device_id}"
+        self.endpoint = cfg.endpoint()
+        self._stats_provider = stats_provider
+        self._stats_interval_s = stats_interval_s
+        self._discovery = Discovery.create(homeassistant, cfg.topic_prefix, device_id, model)
+        self._cond = threading.Condition()
+        self._acked: list[tuple[int, bool]] = []  # (mid, success) from the network thread
+        self._connected = False
+        self._stop = False
+        self._closed = False
+        self._rewind = False
+        self._wake = False  # set with every notify, so a wake-up between waits is never lost
+        self._ever_connected = False
+        self._window = InflightWindow(outbox, cfg.max_inflight)  # publisher thread only
+        self._seq_lock = threading.Lock()
+        self._seq: Counter[str] = Counter()
+        self._counts: dict[str, int] = {}
+        self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        self._cpu = CpuMeter()
+        self._first = FirstOutcome(threading.Event())
+        self.reconnects = 0
+        self.snapshots_skipped = 0
+        self.client = build_client(
+            cfg,
+            self.endpoint,
+            client_id=cfg.client_id or f"edgecam-{device_id}",
+            status_topic=self.topic("status"),
+        )
+        self._wire_callbacks()
+        self._thread = threading.Thread(
+            target=self._run, name="edgecam-mqtt-publisher", daemon=True
+        )
+
+    # -- public API ------------------------------------------------------------------------
+
+    def topic(self, kind: str, label: str | None = None) -> str:
+        return f"{self.root}/{kind}" + (f"/{label_topic_level(label)}" if label is not None else "")
+
+    @property
+    def state(self) -> str:
+        return "connected" if self._connected else "disconnected"
+
+    @property
+    def published(self) -> int:
+        """Messages handed to the network this run."""
+        return self._window.counters.published
+
+    @property
+    def acked(self) -> int:
+        """Messages the broker acknowledged this run."""
+        return self._window.counters.acked
+
+    @property
+    def dropped(self) -> int:
+        return self.outbox.dropped
+
+    @property
+    def outbox_depth(self) -> int:
+        return self.outbox.depth
+
+    def start(self) -> None:
+        """Bounded first connection attempt, then background publishing (SinkError if fatal)."""
+        set_reconnect_delay(self.client, self._backoff.next())
+        try:
+            first_connect(self.client, self.cfg, self.endpoint, self._first)
+        except BaseException:
+            self.outbox.close()
+            raise
+        self._thread.start()
+
+    def handle(self, result: Result) -> None:
+        """Queue one frame's message (never blocks on the network)."""
+        output = result.output
+        if isinstance(output, Detections) and self.cfg.publish_counts:
+            self._update_counts(output.label)
+        if len(output) == 0 and not self.cfg.publish_empty_frames:
+            return
+        kind = "detections" if isinstance(output, Detections) else "classification"
+        end_to_end = (time.monotonic() - result.monotonic) * 1000
+        payload = build_result_payload(
+            result,
+            device_id=self.device_id,
+            run_id=self.run_id,
+            seq=self._next_seq(kind),
+            end_to_end_ms=end_to_end,
+        )
+        self._enqueue(self.topic(kind), _dumps(payload), retain=False)
+
+    def publish_event(self, event: Mapping[str, Any]) -> None:
+        """One tracker event through the outbox; raises PayloadError if it breaks the contract."""
+        payload = build_event_payload(
+            event,
+            device_id=self.device_id,
+            run_id=self.run_id,
+            seq=self._next_seq("events"),
+            model=self.model,
+        )
+        parse_event(payload)
+        self._enqueue(self.topic("events"), _dumps(payload), retain=False)
+
+    def publish_count(self, label: str, count: int) -> None:
+        """Retained `count/<label>` through the outbox (the tracker's object count)."""
+        self._announce_label(label)
+        self._enqueue(self.topic("count", label), str(int(count)).encode(), retain=True)
+
+    def publish_snapshot(self, label: str, jpeg: bytes) -> bool:
+        """Retained QoS 0 `snapshot/<label>`; skipped (False) while disconnected, see module doc."""
+        if not self._connected:
+            self.snapshots_skipped += 1
+            return False
+        info = self.client.publish(self.topic("snapshot", label), jpeg, qos=0, retain=True)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "outbox_depth": self.outbox.depth,
+            "outbox_bytes": self.outbox.bytes,
+            "messages_dropped": self.outbox.dropped,
+            "messages_dropped_total": self.outbox.dropped_total,
+            "messages_rejected": self._window.counters.rejected,
+            "published": self.published,
+            "acked": self.acked,
+            "reconnects": self.reconnects,
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Drain while connected (up to `timeout`), publish `offline`; the rest stays on disk."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self.outbox.depth == 0 or not self._connected, max(0.0, timeout)
+            )
+            self._stop = self._wake = True
+            self._cond.notify_all()
+        self._thread.join(max(0.1, deadline - time.monotonic()))
+        if self._connected:
+            info = self.client.publish(self.topic("status"), "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as exc:
+                log.debug("offline status not confirmed: %s", exc)
+        self.client.disconnect()  # wakes the network loop, which then exits at once
+        self.client.loop_stop()
+        if self.outbox.depth:
+            log.info("%d message(s) stay in the outbox for the next start", self.outbox.depth)
+        self.outbox.close()
+
+    # -- producer side ---------------------------------------------------------------------
+
+    def _next_seq(self, stream: str) -> int:
+        with self._seq_lock:
+            value = self._seq[stream]
+            self._seq[stream] = value + 1
+        return value
+
+    def _enqueue(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        if self._closed:  # a late call during shutdown: the outbox is (being) closed
+            log.debug("%s after close: not published", topic)
+            return
+        self.outbox.append(topic, payload, self.cfg.qos, retain)
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._wake = True
+            self._cond.notify_all()
+
+    def _update_counts(self, labels: tuple[str, ...]) -> None:
+        """Retained per-label count of the latest frame, published only when it changes."""
+        now = Counter(labels)
+        for label in now.keys() - self._counts.keys():
+            self._announce_label(label)
+        for label in self._counts.keys() | now.keys():
+            n = now.get(label, 0)
+            if self._counts.get(label) != n:
+                self._counts[label] = n
+                self._enqueue(self.topic("count", label), str(n).encode(), retain=True)
+
+    def _announce_label(self, label: str) -> None:
+        if self._discovery is not None and self._discovery.add(label) and self._connected:
+            self._discovery.announce(self.client, [label])
+
+    # -- network thread callbacks (paho's loop thread) --------------------------------------
+
+    def _wire_callbacks(self) -> None:
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        self._first.reason = reason
+        if reason.is_failure:
+            log.error("MQTT broker %s refused the connection: %s", describe(self.endpoint), reason)
+            set_reconnect_delay(client, self._backoff.next())
+            self._first.event.set()
+            return
+        self._backoff.reset()
+        set_reconnect_delay(client, self._backoff.next())
+        client.publish(self.topic("status"), "online", qos=1, retain=True)
+        if self._discovery is not None:
+            client.subscribe(self._discovery.status_topic, qos=1)
+            self._discovery.announce(client)
+        where, session = describe(self.endpoint), flags.session_present
+        log.info("MQTT connected to %s (session present: %s)", where, session)
+        with self._cond:
+            self.reconnects += self._ever_connected
+            self._ever_connected = self._connected = True
+            self._wake = True
+            self._cond.notify_all()
+        self._first.event.set()
+
+    def _on_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._first.event.set()
+        with self._cond:
+            was_connected, self._connected = self._connected, False
+            self._rewind = self._wake = True
+            self._cond.notify_all()
+        if was_connected and not self._stop:
+            log.warning(
+                "MQTT connection to %s lost (%s): buffering in the outbox %s",
+                describe(self.endpoint),
+                reason_text(reason),
+                self.outbox.path,
+            )
+        set_reconnect_delay(client, self._backoff.next())
+
+    def _on_connect_fail(self, client: mqtt.Client, _u: Any) -> None:
+        delay = self._backoff.next()
+        log.debug("MQTT connect failed; next attempt in %.2f s", delay)
+        set_reconnect_delay(client, delay)
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+        with self._cond:
+            self._acked.append((mid, not reason.is_failure))
+            self._wake = True
+            self._cond.notify_all()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        """Home Assistant restarted: re-announce so its entities come back."""
+        if self._discovery is not None and message.payload == b"online":
+            self._discovery.announce(self.client)
+
+    # -- publisher thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        """Publisher thread: must outlive any single failure, or delivery would silently stop."""
+        while True:
+            try:
+                self._publish_loop()
+                return
+            except Exception:
+                log.exception("MQTT publisher failed; restarting it in 1 s")
+                time.sleep(1.0)
+
+    def _publish_loop(self) -> None:
+        next_stats = 0.0  # publish stats as soon as we are connected, then every interval
+        while True:
+            with self._cond:
+                timeout = min(0.5, max(0.0, next_stats - time.monotonic()))
+                self._cond.wait_for(lambda: self._wake, timeout)
+                acked, self._acked = self._acked, []
+                connected, stop, rewind = self._connected, self._stop, self._rewind
+                self._rewind = self._wake = False
+            if self._window.settle(acked):
+                self._notify()  # close() waits for the outbox to empty
+            if rewind:
+                self._window.connection_lost()
+                next_stats = 0.0
+            if stop:
+                return
+            if connected:
+                self._window.fill(self.client)
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self._stats_interval_s
+                    self._publish_stats()
+
+    def _publish_stats(self) -> None:
+        try:
+            pipeline = dict(self._stats_provider()) if self._stats_provider else {}
+        except Exception:
+            log.exception("stats provider failed; publishing the MQTT part only")
+            pipeline = {}
+        payload = build_stats_payload(
+            device_id=self.device_id,
+            run_id=self.run_id,
+            model=self.model,
+            now=time.time(),
+            uptime_s=process_age_s() or 0.0,
+            cpu_percent=self._cpu.percent(),
+            rss_mb=rss_mb(),
+            pipeline=pipeline,
+            mqtt=self.counters(),
+        )
+        self._cpu.reset()
+        self.client.publish(self.topic("stats"), _dumps(payload), qos=self.cfg.qos, retain=True)
+
+
+def open_mqtt_sink(
+    cfg: MqttConfig,
+    outbox_cfg: OutboxConfig,
+    *,
+    device_id: str,
+    model: str,
+    stats_provider: StatsProvider | None = None,
+    stats_interval_s: float = 10.0,
+    homeassistant: HomeAssistantConfig | None = None,
+    run_id: str | None = None,
+) -> MqttSink:
+    """Open the outbox, connect (bounded), start publishing. SinkError/ConfigError if fatal."""
+    if cfg.password is not None:
+        log.warning("mqtt.password is set in the config file: prefer password_file or password_env")
+    outbox = open_outbox(
+        outbox_cfg.path, max_messages=outbox_cfg.max_messages, max_bytes=outbox_cfg.max_bytes
+    )
+    try:
+        sink = MqttSink(
+            cfg,
+            outbox,
+            device_id=device_id,
+            model=model,
+            stats_provider=stats_provider,
+            stats_interval_s=stats_interval_s,
+            homeassistant=homeassistant,
+            run_id=run_id,
+        )
+    except BaseException:
+        outbox.close()
+        raise
+    sink.start()
+    return sink
