@@ -1,0 +1,1 @@
+"""Model conversion tools (need TensorFlow: pip install '.[tools]'); see tools/README.md."""
