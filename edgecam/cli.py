@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "run",
     "oneshot",
     "models_cmd",
+    "doctor",
     "config_cmd",
     "service_cmd",
     "watch",

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,14 @@ class ProbeResult:
     invoke_ms: float | None = None
     inputs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     outputs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    #: True when the child was killed for overrunning the timeout (a hang, not a crash).
+    timed_out: bool = False
+    #: What invoke() actually returned: {"shape", "dtype", "nan"} per output, in output order.
+    results: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    #: Median of the invokes after the first (``runs`` > 1): the steady-state latency.
+    warm_ms: float | None = None
+    #: Delegate kernels in the execution plan (XNNPACK is the only default delegate).
+    delegated: int | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -62,11 +71,14 @@ def cache_path() -> Path:
 
 
 def probe_backend(
-    model_path: Path, backend: str, num_threads: int, timeout: float = 60.0
+    model_path: Path, backend: str, num_threads: int, timeout: float = 60.0, *, runs: int = 1
 ) -> ProbeResult:
-    """Load + allocate + invoke ``model_path`` with ``backend`` in a child process."""
+    """Load + allocate + invoke ``model_path`` with ``backend`` in a child process.
+
+    ``runs`` > 1 invokes that many times in all and reports the median of all but the first.
+    """
     cmd = [sys.executable, "-m", "edgecam.probe", str(model_path), "--backend", backend]
-    cmd += ["--threads", str(num_threads), "--json"]
+    cmd += ["--threads", str(num_threads), "--runs", str(max(1, runs)), "--json"]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
     try:
@@ -74,7 +86,9 @@ def probe_backend(
             cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env
         )
     except subprocess.TimeoutExpired:
-        return ProbeResult(False, backend, None, error=f"timed out after {timeout:g} s")
+        return ProbeResult(
+            False, backend, None, error=f"timed out after {timeout:g} s", timed_out=True
+        )
     if proc.returncode < 0:
         sig = _signal_name(-proc.returncode)
         return ProbeResult(False, backend, None, signal_name=sig, error=f"killed by {sig}")
@@ -95,6 +109,9 @@ def probe_backend(
         invoke_ms=data.get("invoke_ms"),
         inputs=tuple(data.get("inputs", ())),
         outputs=tuple(data.get("outputs", ())),
+        results=tuple(data.get("results", ())),
+        warm_ms=data.get("warm_ms"),
+        delegated=data.get("delegated"),
     )
 
 
@@ -163,8 +180,8 @@ def _write_cache(path: Path, entries: dict[str, dict[str, Any]]) -> None:
         log.debug("cannot write probe cache %s: %s", path, exc)
 
 
-def _child(model: str, backend: str, threads: int) -> dict[str, Any]:
-    """Runs in the probe subprocess: load, allocate, invoke on zeros."""
+def _child(model: str, backend: str, threads: int, runs: int = 1) -> dict[str, Any]:
+    """Runs in the probe subprocess: load, allocate, invoke on zeros ``runs`` times."""
     import numpy as np
 
     from edgecam.runtime import open_runner
@@ -175,22 +192,56 @@ def _child(model: str, backend: str, threads: int) -> dict[str, Any]:
         view[...] = np.zeros_like(view)
         del view
         start = time.perf_counter()
-        runner.invoke()
+        arrays = runner.invoke()
         invoke_ms = (time.perf_counter() - start) * 1000.0
+        warm = [_timed_invoke(runner) for _ in range(runs - 1)]
     except EdgecamError as exc:
         return {"ok": False, "error": str(exc), "error_kind": type(exc).__name__}
     describe = [
         [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name} for t in group]
         for group in (runner.inputs, runner.outputs)
     ]
+    results = [
+        {"shape": list(a.shape), "dtype": a.dtype.name, "nan": bool(_has_nan(a))} for a in arrays
+    ]
     return {
         "ok": True,
         "backend": runner.backend,
         "version": runner.backend_version,
         "invoke_ms": round(invoke_ms, 3),
+        "warm_ms": round(statistics.median(warm), 3) if warm else None,
+        "delegated": _delegate_nodes(runner),
         "inputs": describe[0],
         "outputs": describe[1],
+        "results": results,
     }
+
+
+def _timed_invoke(runner: Any) -> float:
+    start = time.perf_counter()
+    runner.invoke()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _has_nan(array: Any) -> bool:
+    import numpy as np
+
+    return bool(np.issubdtype(array.dtype, np.floating) and np.isnan(array).any())
+
+
+def _delegate_nodes(runner: Any) -> int | None:
+    """DELEGATE nodes in the interpreter's plan; None if the runtime does not say.
+
+    Both runtimes list replaced ops plus one DELEGATE node per delegated partition, so 0 means
+    no op of this model runs in XNNPACK (tflite-runtime 2.14 int8 models, for instance).
+    """
+    details = getattr(runner._interp, "_get_ops_details", None)
+    if details is None:
+        return None
+    try:
+        return sum(1 for op in details() if op.get("op_name") == "DELEGATE")
+    except Exception:  # a private API: absent or changed in another runtime version
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model")
     parser.add_argument("--backend", default="auto", choices=["auto", "litert", "tflite"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=1, help="invokes; >1 also reports warm_ms")
     parser.add_argument("--json", action="store_true", help="machine-readable output (default)")
     args = parser.parse_args(argv)
-    report = _child(args.model, args.backend, args.threads)
+    report = _child(args.model, args.backend, args.threads, max(1, args.runs))
     # Machine interface for the parent process: one JSON line on stdout.
     sys.stdout.write(json.dumps(report) + "\n")
     return 0 if report["ok"] else 1

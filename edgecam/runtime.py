@@ -212,8 +212,11 @@ def _native_stderr_to_log() -> Iterator[None]:
             capture.seek(0)
             for line in capture.read().decode("utf-8", "replace").splitlines():
                 if line.strip():
-                    log.log(logging.DEBUG if line.startswith("INFO") else logging.WARNING,
-                            "runtime: %s", line)
+                    log.log(
+                        logging.DEBUG if line.startswith("INFO") else logging.WARNING,
+                        "runtime: %s",
+                        line,
+                    )
 
 
 def open_runner(
@@ -234,11 +237,20 @@ def open_runner(
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found", hint="check the path or fetch the model")
-    name, version = resolve_backend(backend)
     threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
     if threads < 1:
         raise BackendError(f"num_threads must be >= 1, got {threads}")
-    if not trusted and name in UNVERIFIED_BACKENDS:
+    probed = False
+    if backend == "auto":
+        # An installed runtime can still die on this CPU (SIGILL, SIGSEGV: not catchable
+        # here), so "auto" tries each in a child process, once per model + runtime versions.
+        from edgecam.backend_select import select_backend
+
+        choice = select_backend(path, num_threads=threads, timeout=probe_timeout)
+        name, version, probed = choice.backend, choice.version, True
+    else:
+        name, version = resolve_backend(backend)
+    if not trusted and not probed and name in UNVERIFIED_BACKENDS:
         from edgecam.probe import ensure_loadable
 
         ensure_loadable(path, name, version, threads, timeout=probe_timeout)

@@ -110,8 +110,14 @@ def oneshot_command(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for index, image in enumerate(args.images):
         try:
-            frame = Frame(decode_image(image), index, time.time(), time.monotonic(),
-                          source=str(image), pixel_format="BGR")
+            frame = Frame(
+                decode_image(image),
+                index,
+                time.time(),
+                time.monotonic(),
+                source=str(image),
+                pixel_format="BGR",
+            )
         except EdgecamError as exc:
             # Report and go on: results already printed for other images stay valid.
             print(f"edgecam: error: {exc}", file=sys.stderr)
@@ -120,7 +126,10 @@ def oneshot_command(args: argparse.Namespace) -> int:
         result = engine.process(frame)
         record = _result_dict(image, result)
         if getattr(args, "annotate", None) and isinstance(result.output, Detections):
-            record["annotated"] = str(_write_annotated(args.annotate, image, frame, result.output,
-                                                       many=len(args.images) > 1))
+            record["annotated"] = str(
+                _write_annotated(
+                    args.annotate, image, frame, result.output, many=len(args.images) > 1
+                )
+            )
         print(_pretty(record) if args.pretty else json.dumps(record), flush=True)
     return status

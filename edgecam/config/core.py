@@ -14,10 +14,14 @@ class ModelSection(Section):
     """`[model]`: what runs and how results are filtered."""
 
     name: str = Field("ssd_mobilenet_v1", description="manifest name or path to a .tflite file")
-    models_dir: Path | None = Field(None, description="extra directory searched first for model files")
+    models_dir: Path | None = Field(
+        None, description="extra directory searched first for model files"
+    )
     labels_file: Path | None = Field(None, description="label file overriding the manifest's")
     runtime: Literal["auto", "litert", "tflite"] = "auto"
-    threads: int | None = Field(None, ge=1, le=64, description="interpreter threads (default: cores)")
+    threads: int | None = Field(
+        None, ge=1, le=64, description="interpreter threads (default: cores)"
+    )
     threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="minimum score (default: the model's manifest threshold)"
     )
@@ -38,14 +42,18 @@ class ModelSection(Section):
 class SourceSection(Section):
     """`[source]`: where frames come from (see edgecam.sources.open_source for the spec grammar)."""
 
-    spec: str | None = Field(None, description="file, frames dir, image, camera index, URL, picamera2")
+    spec: str | None = Field(
+        None, description="file, frames dir, image, camera index, URL, picamera2"
+    )
     width: int | None = Field(None, ge=16, le=8192)
     height: int | None = Field(None, ge=16, le=8192)
     fps: float | None = Field(None, gt=0, le=240)
     loop: bool = False
     reconnect_initial_s: float = Field(0.5, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
-    give_up_s: float = Field(300.0, gt=0, description="live source: exit non-zero after this long without frames")
+    give_up_s: float = Field(
+        300.0, gt=0, description="live source: exit non-zero after this long without frames"
+    )
 
 
 class OutputSection(Section):

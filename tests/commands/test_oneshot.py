@@ -1,4 +1,6 @@
-"""`edgecam classify` / `edgecam detect` on the asset images: labels from SOURCES.md's robust list."""
+"""`edgecam classify` / `edgecam detect` on the asset images.
+
+Labels come from the robust list in SOURCES.md."""
 
 from __future__ import annotations
 
@@ -75,16 +77,27 @@ def test_detect_annotate_writes_a_jpeg_with_boxes(
     assert drawn.shape == original.shape
     # Pixels change along each reported box edge, and stay (near) untouched far from any box.
     box = record["detections"][0]["box_px"]
-    edge = np.abs(drawn[box["ymin"] + 5, box["xmin"] - 1 : box["xmin"] + 2].astype(int)
-                  - original[box["ymin"] + 5, box["xmin"] - 1 : box["xmin"] + 2].astype(int))
+    edge = np.abs(
+        drawn[box["ymin"] + 5, box["xmin"] - 1 : box["xmin"] + 2].astype(int)
+        - original[box["ymin"] + 5, box["xmin"] - 1 : box["xmin"] + 2].astype(int)
+    )
     assert edge.max() > 60
 
 
 def test_detect_annotate_several_images_into_a_directory(
     asset_images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = main(["detect", "--annotate", str(tmp_path / "out"), str(asset_images / "pets.jpg"),
-               str(asset_images / "owl.jpg")])
+    rc = main(
+        [
+            "detect",
+            "--annotate",
+            str(tmp_path / "out"),
+            str(asset_images / "pets.jpg"),
+            str(asset_images / "owl.jpg"),
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "owl.annotated.jpg", "pets.annotated.jpg"]
+        "owl.annotated.jpg",
+        "pets.annotated.jpg",
+    ]

@@ -1,4 +1,6 @@
-"""`edgecam run` end to end on recorded frames with the real detector: JSON lines out, errors as one line."""
+"""`edgecam run` end to end on recorded frames with the real detector.
+
+JSON lines out; user mistakes give one-line errors and exit 2."""
 
 from __future__ import annotations
 
