@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "config_cmd",
     "service_cmd",
     "watch",
+    "bench",
 )
 
 log = logging.getLogger("edgecam")

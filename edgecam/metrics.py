@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 STATUS_FILE = Path("/proc/self/status")
 STAT_FILE = Path("/proc/self/stat")
+SYSTEM_STAT_FILE = Path("/proc/stat")
 UPTIME_FILE = Path("/proc/uptime")
 CLEAR_REFS_FILE = Path("/proc/self/clear_refs")
 
@@ -108,6 +109,23 @@ class CpuMeter:
     def cpu_seconds(self) -> float:
         t = os.times()
         return t.user + t.system - self._cpu
+
+
+def system_busy_s(stat_file: Path = SYSTEM_STAT_FILE) -> float | None:
+    """CPU seconds all processes spent busy since boot (every core), None without /proc.
+
+    Minus this process's own CPU time it tells how much other load ran during a measurement.
+    """
+    try:
+        fields = stat_file.read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    values = [int(v) for v in fields[1:9]]
+    busy = sum(values) - values[3] - values[4]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kb(field: str, status_file: Path = STATUS_FILE) -> int | None:

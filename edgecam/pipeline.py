@@ -7,7 +7,7 @@ Three threads joined by small channels:
   is dropped and counted, so latency stays bounded) or a :class:`BoundedQueue` for replays
   (every frame in order; a full queue blocks capture: back-pressure, nothing dropped);
 - inference: prepare + invoke, back to back (prepare writes into the interpreter's input
-  tensor, so the two cannot be split across threads);
+  tensor; an engine with ``prepare_detached`` is prepared in the capture thread instead);
 - output: postprocess (the outputs are copies, so decoding/NMS leaves the interpreter's
   thread), the sinks, then ``on_result``; sinks must not block on the network.
 
@@ -113,13 +113,27 @@ class LatestSlot(BoundedQueue[T]):
 
 
 class InferenceEngine(Protocol):
-    """The three Engine steps the inference thread calls (edgecam.engine.Engine has them)."""
+    """The three Engine steps (edgecam.engine.Engine has them).
 
-    def prepare(self, frame: Frame) -> Any: ...
+    An engine whose prepare() fills a buffer of its own instead of the interpreter's input
+    tensor may say so with ``prepare_detached = True``: the pipeline then preprocesses in the
+    capture thread, so the interpreter's thread only invokes.
+    """
+
+    def prepare(self, frame: Frame, pixel_width: int | None = None) -> Any: ...
 
     def infer(self, prepared: Any) -> tuple[Any, float]: ...
 
     def postprocess(self, prepared: Any, outputs: Any, invoke_ms: float) -> Result: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Captured:
+    """A frame on its way to inference; `prepared` is set when the capture thread prepared it."""
+
+    frame: Frame
+    prepared: Any
+    capture_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +210,8 @@ class Pipeline:
         self.on_progress = on_progress
         #: Set once the first result went through the sinks (service readiness).
         self.first_result = threading.Event()
-        self._frames: BoundedQueue[tuple[Frame, float]] = (
+        self._prepare_early = bool(getattr(engine, "prepare_detached", False))
+        self._frames: BoundedQueue[_Captured] = (
             LatestSlot() if source.live else BoundedQueue(config.frame_queue)
         )
         self._results: BoundedQueue[_Inferred] = BoundedQueue(config.result_queue)
@@ -341,7 +356,12 @@ class Pipeline:
                     if self._inflight_since is None:  # a hung interpreter must not look alive
                         self._progress(time.monotonic())
                     continue
-                if not self._frames.put((frame, capture_ms)):
+                prepared = (
+                    self.engine.prepare(frame, self.source.pixel_width)
+                    if self._prepare_early
+                    else None
+                )
+                if not self._frames.put(_Captured(frame, prepared, capture_ms)):
                     self._discard(1)
                     break
                 sent += 1
@@ -349,16 +369,17 @@ class Pipeline:
             self._frames.close()  # inference drains what is queued, then ends
 
     def _inference(self) -> None:
-        """prepare + invoke only: the interpreter's thread does nothing it could hand off."""
+        """prepare (unless capture did) + invoke: nothing the interpreter could hand off."""
         engine = self.engine
         try:
             while (item := self._frames.get()) is not None:
-                frame, capture_ms = item
                 self._inflight_since = time.monotonic()
-                prepared = engine.prepare(frame)
+                prepared = item.prepared
+                if prepared is None:
+                    prepared = engine.prepare(item.frame, self.source.pixel_width)
                 outputs, invoke_ms = engine.infer(prepared)
                 self._inflight_since = None
-                if not self._results.put(_Inferred(prepared, outputs, invoke_ms, capture_ms)):
+                if not self._results.put(_Inferred(prepared, outputs, invoke_ms, item.capture_ms)):
                     self._discard(1)
                     break
         finally:

@@ -65,6 +65,6 @@ def test_frame_sizes_for_rgb_and_yuv() -> None:
 
 def test_frame_rejects_wrong_dtype_and_shape() -> None:
     with pytest.raises(ValueError, match="uint8"):
-        Frame(np.zeros((4, 4, 3), np.float32), 0, 0.0, 0.0)  # type: ignore[arg-type]
+        Frame(np.zeros((4, 4, 3), np.float32), 0, 0.0, 0.0)
     with pytest.raises(ValueError, match="YUV420"):
         Frame(np.zeros((5, 4), np.uint8), 0, 0.0, 0.0, pixel_format="YUV420")

@@ -274,7 +274,7 @@ class Collector:
             self.client.tls_set(ca_certs=str(self.broker.tls.ca))
         if self.username:
             self.client.username_pw_set(self.username, self.password)
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 600 if self.persistent else 0
         self.client.connect(
             self.broker.host, self.broker.port, clean_start=not self.persistent, properties=props
@@ -295,9 +295,9 @@ class Collector:
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
             self._cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+    def wait_for(self, predicate: Callable[[], object], timeout: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(predicate, timeout)
+            return bool(self._cond.wait_for(predicate, timeout))
 
     def on(self, suffix: str) -> list[Received]:
         with self._cond:

@@ -22,8 +22,8 @@ from edgecam.config.mqtt import OutboxConfig, validate_mqtt
 from edgecam.outbox import Outbox
 from edgecam.payload import build_result_payload
 from edgecam.sinks.mqtt import open_mqtt_sink
-from mqtt.conftest import Broker
-from mqtt.synthetic import make_result
+from mqtt.conftest import Broker  # type: ignore[import-not-found]  # run as a script
+from mqtt.synthetic import make_result  # type: ignore[import-not-found]
 
 N = 5000
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synthetic import make_result
+from synthetic import make_result  # type: ignore[import-not-found]  # run as a script
 
 from edgecam.config.mqtt import MqttConfig, OutboxConfig
 from edgecam.sinks.mqtt import open_mqtt_sink

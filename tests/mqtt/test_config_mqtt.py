@@ -136,7 +136,7 @@ def test_config_file_sections_load(tmp_path: Path) -> None:
 
 
 def test_homeassistant_labels_accept_a_comma_string() -> None:
-    assert HomeAssistantConfig(labels="person, car").labels == ("person", "car")  # type: ignore[arg-type]
+    assert HomeAssistantConfig(labels="person, car").labels == ("person", "car")
 
 
 def test_url_override_keeps_credentials_and_prefix_of_the_file() -> None:

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -20,10 +21,13 @@ from edgecam.events import EventEngine, events_to_dict
 from edgecam.payload import build_event_payload, build_result_payload, build_stats_payload
 from edgecam.schema import (
     SCHEMA_NAMES,
+    ClassificationMessage,
     CountMessage,
     DetectionsMessage,
+    EventMessage,
     PayloadError,
     SnapshotMessage,
+    StatsMessage,
     StatusMessage,
     json_schema,
     parse_classification,
@@ -37,7 +41,12 @@ from edgecam.types import Detections, Result
 
 from .conftest import REPO, make_classification, make_result
 
-PARSERS = {
+PARSERS: dict[
+    str,
+    Callable[
+        [bytes | str], DetectionsMessage | ClassificationMessage | EventMessage | StatsMessage
+    ],
+] = {
     "detections": parse_detections,
     "classification": parse_classification,
     "events": parse_event,
@@ -312,9 +321,8 @@ def test_parse_message_dispatches_on_topic() -> None:
     assert parse_message("edgecam/cam1/count/person", b"3") == CountMessage("cam1", "person", 3)
     snap = parse_message("edgecam/cam1/snapshot/person", b"\xff\xd8\xff\xe0rest")
     assert isinstance(snap, SnapshotMessage) and snap.label == "person"
-    assert (
-        parse_message("edgecam/cam1/detections", json.dumps(detections_payload()).encode()).seq == 7
-    )
+    detections = parse_message("edgecam/cam1/detections", json.dumps(detections_payload()).encode())
+    assert isinstance(detections, DetectionsMessage) and detections.seq == 7
     validator("status").validate("online")
     with pytest.raises(PayloadError, match="'online' or 'offline'"):
         parse_message("edgecam/cam1/status", b"up")

@@ -17,10 +17,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from edgecam.config.core import ModelSection
+from edgecam.config.pipeline import PipelineSection
+from edgecam.engine import open_engine
 from edgecam.errors import SourceError, SourceLost
+from edgecam.pipeline import Pipeline
 from edgecam.preprocess import to_rgb
 from edgecam.sources import ReconnectPolicy, Source
 from edgecam.sources.picamera2 import LoresFormat, Picamera2Source
+from edgecam.types import Detections, Frame, Result
 
 from .recorded_picamera2 import RecordedCameraFactory, RecordedPicamera2, isp_scale
 
@@ -205,3 +210,67 @@ def test_stand_in_refuses_to_block_forever(scenes: list[Array]) -> None:
     camera.capture_request(wait=1.0).release()
     with pytest.raises(AssertionError, match="block forever"):
         camera.capture_request()
+
+
+class _AsReplay:
+    """The adapter, read as a replay (every frame processed) so two runs can be compared."""
+
+    live = False
+    fps = None
+    frame_count = None
+
+    def __init__(self, source: Picamera2Source) -> None:
+        self._source = source
+        self.name = source.name
+
+    @property
+    def pixel_width(self) -> int | None:
+        return self._source.pixel_width
+
+    def read(self) -> Frame | None:
+        return self._source.read()
+
+    def close(self) -> None:
+        self._source.close()
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+
+    def handle(self, result: Result) -> None:
+        self.results.append(result)
+
+    def close(self, timeout: float = 0.0) -> None:
+        pass
+
+
+def test_pipeline_crops_stride_padding_before_inference(
+    scenes: list[Array], asset_models: Path
+) -> None:
+    """Padded YUV420 rows (Pi 4 lores: 300 px wide, 320 px stride) through the threaded
+    pipeline give exactly the detections of unpadded rows: the padding never reaches the model."""
+    engine = open_engine(
+        ModelSection(name="ssd_mobilenet_v1", models_dir=asset_models, runtime="litert", threads=1)
+    )
+    runs: dict[int, list[Result]] = {}
+    for align in (4, 64):  # stride 300 (no padding) and 320
+        factory = RecordedCameraFactory(scenes, isp="vc4", stride_align=align)
+        source = Picamera2Source(0, lores_size=MODEL, camera_factory=factory)
+        collect = _Collect()
+        pipeline = Pipeline(_AsReplay(source), engine, [collect], config=PipelineSection())  # type: ignore[arg-type]
+        summary = pipeline.run(max_frames=len(scenes))
+        assert summary.processed == len(scenes)
+        assert factory.cameras[0].stream_configuration("lores")["stride"] == (
+            300 if align == 4 else 320
+        )
+        runs[align] = collect.results
+    found = 0
+    for plain, padded in zip(runs[4], runs[64], strict=True):
+        a, b = plain.output, padded.output
+        assert isinstance(a, Detections) and isinstance(b, Detections)
+        assert a.label == b.label
+        np.testing.assert_array_equal(a.score, b.score)
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        found += len(a.label)
+    assert found > 0  # the scenes have people in them: something was compared

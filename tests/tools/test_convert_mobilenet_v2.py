@@ -8,12 +8,14 @@ through edgecam's own runtime. Conversion happens once per module (it takes ~30 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from edgecam.errors import EXIT_USAGE
 from edgecam.manifest import parse_manifest
+from edgecam.runtime import open_runner
 from tools import compare, convert_mobilenet_v2
 from tools._common import SHIPPED_MANIFEST, run_cli, sha256_file
 from tools._tflite_weights import read_graph
@@ -45,7 +47,9 @@ def built(
 
 
 @pytest.fixture(scope="module")
-def report(built: Path, asset_models: Path, asset_images: Path, asset_video: Path) -> dict:
+def report(
+    built: Path, asset_models: Path, asset_images: Path, asset_video: Path
+) -> dict[str, Any]:
     samples = compare.load_samples([asset_images], asset_video, 20)
     models = {
         "int8": built / "mobilenet_v2_1.0_224_int8.tflite",
@@ -55,19 +59,19 @@ def report(built: Path, asset_models: Path, asset_images: Path, asset_video: Pat
     return compare.compare(models, samples, threads=2)
 
 
-def test_int8_top1_agrees_with_prebuilt_and_float(report: dict) -> None:
+def test_int8_top1_agrees_with_prebuilt_and_float(report: dict[str, Any]) -> None:
     # Issue target: >= 95 % on the asset images and frames sampled from the asset video.
     assert report["agreement"]["int8_vs_reference"]["top1_agreement"] >= 0.95
     assert report["agreement"]["int8_vs_float"]["top1_agreement"] >= 0.95
 
 
-def test_recovered_float_model_top1_matches_prebuilt(report: dict) -> None:
+def test_recovered_float_model_top1_matches_prebuilt(report: dict[str, Any]) -> None:
     top1 = report["top1"]
     agree = np.mean(np.array(top1["float"]) == np.array(top1["reference"]))
     assert agree >= 0.95
 
 
-def test_int8_file_is_full_integer_with_uint8_io(report: dict) -> None:
+def test_int8_file_is_full_integer_with_uint8_io(report: dict[str, Any]) -> None:
     int8 = report["models"]["int8"]
     assert int8["non_int8_compute_ops"] == []
     assert [t["dtype"] for t in int8["inputs"]] == ["uint8"]
@@ -100,7 +104,7 @@ def test_per_channel_int8_tf2_model_recovers(asset_models: Path, asset_images: P
     ours = np.asarray(model(x, training=False)).argmax(1)
     samples = compare.load_samples([asset_images], None, 0)
     ref = compare.run_classifier(
-        compare.open_runner(asset_models / "tf2_mobilenet_v2_1.0_224_ptq.tflite", trusted=True),
+        open_runner(asset_models / "tf2_mobilenet_v2_1.0_224_ptq.tflite", trusted=True),
         samples,
     ).argmax(1)
     assert np.mean(ours == ref) >= 10 / 12

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from edgecam.runtime import open_runner
@@ -154,7 +155,7 @@ def test_checkpoint_loading_uses_reference_variable_names(tmp_path: Path) -> Non
     cfg = SSDConfig("ssdlite_mobilenet_v2", 128, 0.35, num_classes=3)
     source = build(cfg)
     rng = np.random.default_rng(0)
-    variables: dict[str, np.ndarray] = {}
+    variables: dict[str, npt.NDArray[np.float32]] = {}
     units = [*source.trunk, *(u for h in source.heads for us in h.values() for u in us)]
     for unit in units:
         scope = source.scope(unit)
