@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from edgecam import dirs
 from edgecam.errors import BackendError, EdgecamError, ModelError
 from edgecam.modelinfo import inspect_model
 from edgecam.probe import ProbeResult, file_sha256, probe_backend
@@ -155,15 +156,6 @@ def probe_runtimes(
 # ---- selection with a cache ---------------------------------------------------------------
 
 
-def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """`$STATE_DIRECTORY` (systemd StateDirectory=), else `$XDG_STATE_HOME/edgecam`, else
-    `~/.local/state/edgecam` — the same rule as edgecam.service.resolve_state_dir."""
-    from edgecam.config.service import ServiceSection
-    from edgecam.service import resolve_state_dir
-
-    return resolve_state_dir(ServiceSection.model_validate({}), environ)
-
-
 def cache_key(sha256: str, installed: Mapping[str, str], candidates: Sequence[str]) -> str:
     """Model bytes + exact runtime versions + machine: any change means a new probe."""
     versions = ",".join(f"{n}={installed[n]}" for n in sorted(installed))
@@ -184,7 +176,7 @@ def select_backend(
     if not installed:
         wanted = " or ".join(BACKENDS[n][0] for n in candidates)
         raise BackendError(f"no TFLite runtime installed: {wanted} is required", hint=INSTALL_HINT)
-    cache = (state_dir or default_state_dir()) / CACHE_NAME
+    cache = (state_dir or dirs.state_dir()) / CACHE_NAME
     key = cache_key(file_sha256(model_path), installed, candidates)
     hit = read_cache(cache).get(key)
     if hit and installed.get(hit.get("backend", "")) == hit.get("version"):
@@ -290,5 +282,5 @@ def record_choice(
     installed = {n: v for n, v in available_backends().items() if n in candidates}
     selection = Selection(chosen.backend, chosen.version, False, tuple(attempts))  # type: ignore[arg-type]
     key = cache_key(file_sha256(model_path), installed, candidates)
-    remember((state_dir or default_state_dir()) / CACHE_NAME, key, model_path, selection)
+    remember((state_dir or dirs.state_dir()) / CACHE_NAME, key, model_path, selection)
     return selection

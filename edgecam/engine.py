@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -137,7 +138,8 @@ class Engine:
         self.runner.invoke()
 
 
-def open_engine(section: ModelSection) -> Engine:
+def open_engine(section: ModelSection, state_dir: Path | None = None) -> Engine:
+    """state_dir: where ``runtime = "auto"`` caches its choice (``service.state_dir``)."""
     resolved = resolve_model(
         section.name, models_dir=section.models_dir, labels_file=section.labels_file
     )
@@ -146,5 +148,6 @@ def open_engine(section: ModelSection) -> Engine:
         backend=section.runtime,
         num_threads=section.threads,
         trusted=resolved.verified,
+        state_dir=state_dir,
     )
     return Engine(resolved, runner, section)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from edgecam.dirs import state_dir
 from edgecam.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,6 @@ class OutboxRow:
     payload: bytes
     qos: int
     retain: bool
-
-
-def default_state_dir(environ: dict[str, str] | None = None) -> Path:
-    """systemd's StateDirectory, else $XDG_STATE_HOME/edgecam, else ~/.local/state/edgecam."""
-    env = os.environ if environ is None else environ
-    if env.get("STATE_DIRECTORY"):
-        return Path(env["STATE_DIRECTORY"].split(":")[0])
-    if env.get("XDG_STATE_HOME"):
-        return Path(env["XDG_STATE_HOME"]) / "edgecam"
-    return Path(env.get("HOME", "~")).expanduser() / ".local" / "state" / "edgecam"
 
 
 class Outbox:
@@ -256,9 +246,12 @@ def _lock_exclusive(path: Path) -> IO[bytes]:
     return handle
 
 
-def open_outbox(path: Path | None, *, max_messages: int, max_bytes: int) -> Outbox:
+def open_outbox(
+    path: Path | None, *, max_messages: int, max_bytes: int, state: Path | None = None
+) -> Outbox:
+    """``path``, else ``outbox.sqlite3`` in ``state`` (default: :func:`edgecam.dirs.state_dir`)."""
     return Outbox(
-        path or default_state_dir() / "outbox.sqlite3",
+        path or (state or state_dir()) / "outbox.sqlite3",
         max_messages=max_messages,
         max_bytes=max_bytes,
     )

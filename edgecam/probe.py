@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecam.dirs import cache_dir
 from edgecam.errors import BackendError, EdgecamError, ModelError
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,7 @@ def file_sha256(path: Path) -> str:
 
 
 def cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgecam" / "probe-cache.json"
+    return cache_dir() / "probe-cache.json"
 
 
 def probe_backend(

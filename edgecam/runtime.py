@@ -227,12 +227,15 @@ def open_runner(
     trusted: bool = False,
     preserve_all_tensors: bool = False,
     probe_timeout: float = 60.0,
+    state_dir: Path | None = None,
 ) -> Runner:
     """Load a model and allocate its tensors; errors name the file and say what to do.
 
     ``trusted``: the caller verified the file's sha256, so the crash-safe subprocess probe is
-    skipped. ``num_threads`` defaults to the CPU count. XNNPACK: both back-ends apply it by
-    default (op resolver AUTO); tflite-runtime 2.14 only uses it for float kernels.
+    skipped. ``state_dir``: where ``backend="auto"`` caches its choice (default
+    :func:`edgecam.dirs.state_dir`). ``num_threads`` defaults to the CPU count. XNNPACK: both
+    back-ends apply it by default (op resolver AUTO); tflite-runtime 2.14 only uses it for
+    float kernels.
     """
     path = Path(model_path)
     if not path.is_file():
@@ -246,7 +249,9 @@ def open_runner(
         # here), so "auto" tries each in a child process, once per model + runtime versions.
         from edgecam.backend_select import select_backend
 
-        choice = select_backend(path, num_threads=threads, timeout=probe_timeout)
+        choice = select_backend(
+            path, num_threads=threads, timeout=probe_timeout, state_dir=state_dir
+        )
         name, version, probed = choice.backend, choice.version, True
     else:
         name, version = resolve_backend(backend)

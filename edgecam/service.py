@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from edgecam.config.service import ServiceSection
+from edgecam.dirs import state_dir
 from edgecam.errors import EXIT_FAILURE
 from edgecam.notify import Notifier
 from edgecam.types import Result
@@ -37,15 +38,7 @@ HardExit = Callable[[int], Any]
 
 def resolve_state_dir(config: ServiceSection, environ: Mapping[str, str] | None = None) -> Path:
     """`service.state_dir`, else systemd's `$STATE_DIRECTORY`, else the XDG state home."""
-    if config.state_dir is not None:
-        return config.state_dir
-    env = os.environ if environ is None else environ
-    state = env.get("STATE_DIRECTORY", "")
-    if state:
-        return Path(state.split(":")[0])  # several StateDirectory= entries are ':'-joined
-    xdg = env.get("XDG_STATE_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
-    return base / "edgecam"
+    return state_dir(config.state_dir, environ)
 
 
 def _flush_and_exit(code: int, hard_exit: HardExit) -> None:

@@ -20,7 +20,6 @@ from edgecam.backend_select import (
     CACHE_NAME,
     Attempt,
     cache_key,
-    default_state_dir,
     judge,
     probe_runtimes,
     read_cache,
@@ -255,19 +254,3 @@ def test_record_choice_primes_the_cache_from_doctor_probes(
     chosen = select_backend(model, num_threads=1, state_dir=tmp_path, timeout=1e-6)
     assert (chosen.backend, chosen.cached) == ("tflite", True)
     assert record_choice(model, attempts[:1], state_dir=tmp_path) is None
-
-
-@pytest.mark.parametrize(
-    ("environ", "expected"),
-    [
-        ({"STATE_DIRECTORY": "/var/lib/edgecam:/var/lib/other", "HOME": "/h"}, "/var/lib/edgecam"),
-        ({"XDG_STATE_HOME": "/x/state", "HOME": "/h"}, "/x/state/edgecam"),
-    ],
-)
-def test_state_dir_follows_systemd_then_xdg(environ: dict[str, str], expected: str) -> None:
-    assert default_state_dir(environ) == Path(expected)
-
-
-def test_state_dir_defaults_to_local_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_state_dir({}) == tmp_path / ".local" / "state" / "edgecam"

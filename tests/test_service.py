@@ -231,7 +231,7 @@ def test_signals_stop_then_force_and_hup_is_logged(caplog: pytest.LogCaptureFixt
         # interactive use: the XDG state home
         (None, {"XDG_STATE_HOME": "/home/u/.state"}, "/home/u/.state/edgecam"),
         # a relative XDG_STATE_HOME is invalid per the spec and ignored
-        (None, {"XDG_STATE_HOME": "rel", "HOME": "/home/u"}, "~/.local/state/edgecam"),
+        (None, {"XDG_STATE_HOME": "rel", "HOME": "/home/u"}, "/home/u/.local/state/edgecam"),
     ],
 )
 def test_resolve_state_dir(configured: str | None, env: dict[str, str], expected: str) -> None:
@@ -350,6 +350,9 @@ def test_service_process_ready_watchdog_stall_and_sigterm(
         config.write_text(
             f"[model]\nmodels_dir = '{asset_models}'\n"
             f"[source]\nspec = '{camera.url.replace('://', '://cam:hunter2@')}'\n"
+            # A hung read, not a dropped camera: the stall must outlast the checks below
+            # (a read timeout would start a reconnect, whose heartbeats rightly ping).
+            "read_timeout_s = 60\n"
             "[output]\njsonl = ''\n"
             "[pipeline]\nprogress_interval_s = 0.05\n"
             "[logging]\nlevel = 'debug'\n"

@@ -148,7 +148,7 @@ def _model_and_runtimes(
     chosen = next((a for b in order for a in attempts if a.backend == b and a.status == "ok"), None)
     if section.runtime == "auto":
         # Where open_runner(backend="auto") looks, so the next start needs no probe.
-        record_choice(resolved.model_path, attempts)
+        record_choice(resolved.model_path, attempts, state_dir=resolve_state_dir(config.service))
     return [
         model_check,
         *runtime_checks,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecam.commands.common import add_model_flags, load_with_overrides, model_overrides
+from edgecam.dirs import state_dir
 from edgecam.engine import Engine, open_engine
 from edgecam.errors import EXIT_OK, EXIT_USAGE, EdgecamError, UsageError
 from edgecam.payload import classification_list, detections_list
@@ -105,7 +106,7 @@ def oneshot_command(args: argparse.Namespace) -> int:
     overrides["model.name"] = args.model or DEFAULT_MODELS[args.command_name]
     overrides["model.top_k"] = args.top_k
     config = load_with_overrides(args, overrides)
-    engine = open_engine(config.model)
+    engine = open_engine(config.model, state_dir(config.service.state_dir))
     _check_task(engine, args.task, args.command_name)
     status = EXIT_OK
     for index, image in enumerate(args.images):

@@ -18,6 +18,7 @@ from edgecam.commands.common import (
 )
 from edgecam.config import EdgecamConfig, secret_values
 from edgecam.config.events import build_event_engine, check_labels
+from edgecam.dirs import state_dir
 from edgecam.engine import open_engine
 from edgecam.errors import EXIT_OK
 from edgecam.logsetup import setup_logging
@@ -137,7 +138,8 @@ def run(config: EdgecamConfig, *, stop: threading.Event | None = None) -> int:
 def _run_pipeline(
     config: EdgecamConfig, hooks: ServiceHooks, stop: threading.Event
 ) -> PipelineSummary:
-    engine = open_engine(config.model)
+    state = state_dir(config.service.state_dir)
+    engine = open_engine(config.model, state)
     engine.warm_up()
     src = config.source
     with ExitStack() as stack:
@@ -149,6 +151,7 @@ def _run_pipeline(
             loop=src.loop,
             model_input=(engine.input_spec.width, engine.input_spec.height),
             reconnect=ReconnectPolicy(src.reconnect_initial_s, src.reconnect_max_s, src.give_up_s),
+            read_timeout_s=src.read_timeout_s,
         )
         stack.callback(source.close)
         if hasattr(source, "on_reconnecting"):
@@ -212,6 +215,7 @@ def _open_sinks(
             stats_interval_s=config.stats.interval_s,
             homeassistant=config.homeassistant,
             run_id=run_id,
+            state_dir=state_dir(config.service.state_dir),
         )
         stack.callback(mqtt.close, max(1.0, config.service.stop_deadline_s / 2))
         hooks.broker_state = lambda: mqtt.state

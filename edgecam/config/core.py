@@ -51,6 +51,13 @@ class SourceSection(Section):
     loop: bool = False
     reconnect_initial_s: float = Field(0.5, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    read_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="live source: a read with no frame for this long counts as a dropped "
+        "camera and starts a reconnect (default: 5 s for V4L2/RTSP/HTTP, 2 s for picamera2)",
+    )
     give_up_s: float = Field(
         300.0, gt=0, description="live source: exit non-zero after this long without frames"
     )

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -391,12 +392,17 @@ def open_mqtt_sink(
     stats_interval_s: float = 10.0,
     homeassistant: HomeAssistantConfig | None = None,
     run_id: str | None = None,
+    state_dir: Path | None = None,
 ) -> MqttSink:
-    """Open the outbox, connect (bounded), start publishing. SinkError/ConfigError if fatal."""
+    """Open the outbox (``outbox.path``, else in ``state_dir``), connect (bounded), start
+    publishing. SinkError/ConfigError if fatal."""
     if cfg.password is not None:
         log.warning("mqtt.password is set in the config file: prefer password_file or password_env")
     outbox = open_outbox(
-        outbox_cfg.path, max_messages=outbox_cfg.max_messages, max_bytes=outbox_cfg.max_bytes
+        outbox_cfg.path,
+        max_messages=outbox_cfg.max_messages,
+        max_bytes=outbox_cfg.max_bytes,
+        state=state_dir,
     )
     try:
         sink = MqttSink(

@@ -376,12 +376,14 @@ def open_source(
     loop: bool = False,
     model_input: tuple[int, int] | None = None,
     reconnect: ReconnectPolicy | None = None,
+    read_timeout_s: float | None = None,
 ) -> Source:
     """Open the source a spec names (see the module docstring).
 
     width/height/fps are requests to cameras (picamera2 main stream, V4L2) and are ignored
     by replays and URLs. model_input (width, height) sizes the picamera2 lores stream so the
-    ISP does the resize. loop restarts replays at the end. reconnect applies to live sources.
+    ISP does the resize. loop restarts replays at the end. reconnect and read_timeout_s (None:
+    the source's own default) apply to live sources.
     """
     if (width is None) != (height is None):
         raise SourceError(f"camera size needs both width and height, got {width}x{height}")
@@ -390,20 +392,27 @@ def open_source(
     size = (width, height) if width is not None and height is not None else None
     log.debug("source %r is a %s source", mask_url(target), kind)
     if kind == "picamera2":
-        from edgecam.sources.picamera2 import Picamera2Source
+        from edgecam.sources import picamera2
 
-        return Picamera2Source(
+        return picamera2.Picamera2Source(
             int(target),
             main_size=size or (1280, 720),
             lores_size=model_input,
             fps=fps,
             reconnect=reconnect,
+            read_timeout_s=read_timeout_s or picamera2.READ_TIMEOUT_S,
         )
     if kind in ("camera", "url"):
-        from edgecam.sources.opencv import OpenCVLiveSource
+        from edgecam.sources import opencv
 
         device: int | str = int(target) if target.isdigit() else target
-        return OpenCVLiveSource(device, size=size, fps=fps, reconnect=reconnect)
+        return opencv.OpenCVLiveSource(
+            device,
+            size=size,
+            fps=fps,
+            reconnect=reconnect,
+            read_timeout_s=read_timeout_s or opencv.READ_TIMEOUT_S,
+        )
     if kind == "video":
         from edgecam.sources.opencv import VideoFileSource
 

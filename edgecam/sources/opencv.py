@@ -31,6 +31,8 @@ from edgecam.types import Frame
 log = logging.getLogger(__name__)
 
 V4L_SELECT_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
+#: Seconds a live read may deliver nothing before the camera counts as dropped (reconnect).
+READ_TIMEOUT_S = 5.0
 FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 
@@ -108,7 +110,7 @@ class OpenCVLiveSource(LiveSource):
         size: tuple[int, int] | None = None,
         fps: float | None = None,
         open_timeout_s: float = 10.0,
-        read_timeout_s: float = 5.0,
+        read_timeout_s: float = READ_TIMEOUT_S,
         reconnect: ReconnectPolicy | None = None,
     ) -> None:
         self._is_url = isinstance(target, str) and "://" in target

@@ -34,6 +34,8 @@ from edgecam.types import PixelFormat
 log = logging.getLogger(__name__)
 
 LoresFormat = Literal["auto", "RGB888", "BGR888", "YUV420"]
+#: capture_request(wait=...): a frame is due every 1/fps s, so 2 s means the camera stopped.
+READ_TIMEOUT_S = 2.0
 # libcamera format name -> byte order in memory (what Frame.pixel_format describes)
 _DELIVERED: dict[str, PixelFormat] = {"RGB888": "BGR", "BGR888": "RGB", "YUV420": "YUV420"}
 
@@ -71,7 +73,7 @@ class Picamera2Source(LiveSource):
         lores_format: LoresFormat = "auto",
         fps: float | None = None,
         buffer_count: int = 4,
-        read_timeout_s: float = 2.0,
+        read_timeout_s: float = READ_TIMEOUT_S,
         reconnect: ReconnectPolicy | None = None,
         camera_factory: Callable[[int], Any] | None = None,
     ) -> None:

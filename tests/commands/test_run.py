@@ -128,3 +128,23 @@ def test_user_mistakes_exit_2_with_one_line(
     assert "Traceback" not in proc.stderr
     assert needle in proc.stderr
     assert proc.stderr.startswith("edgecam: error:")
+
+
+def test_runtime_choice_is_cached_in_the_configured_state_dir(
+    models_env: Path,
+    asset_images: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`service.state_dir` holds everything edgecam keeps, the runtime choice included, not
+    only what `doctor` checks; the environment's state dir stays untouched."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "from-env"))
+    state = tmp_path / "configured"
+    argv = ["run", "-m", "ssd_mobilenet_v1", "-s", str(asset_images / "pets.jpg")]
+    rc = main([*argv, "--runtime", "auto", "--set", f"service.state_dir={state}"])
+    assert rc == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    cache = json.loads((state / "runtime-choice.json").read_text())
+    assert json.dumps(cache).count("litert") >= 1
+    assert not (tmp_path / "from-env").exists()

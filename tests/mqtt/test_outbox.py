@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edgecam.errors import SinkError
-from edgecam.outbox import Outbox, default_state_dir, open_outbox
+from edgecam.outbox import Outbox, open_outbox
 
 from .conftest import REPO
 
@@ -160,18 +160,6 @@ def test_concurrent_appends_and_deletes_keep_exact_accounting(tmp_path: Path) ->
     box.close()
 
 
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ({"STATE_DIRECTORY": "/var/lib/edgecam:/other", "HOME": "/h"}, "/var/lib/edgecam"),
-        ({"XDG_STATE_HOME": "/x/state", "HOME": "/h"}, "/x/state/edgecam"),
-        ({"HOME": "/h"}, "/h/.local/state/edgecam"),
-    ],
-)
-def test_default_state_dir(env: dict[str, str], expected: str) -> None:
-    assert default_state_dir(env) == Path(expected)
-
-
 def test_open_outbox_defaults_to_the_state_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,6 +168,10 @@ def test_open_outbox_defaults_to_the_state_directory(
     assert box.path == tmp_path / "state" / "outbox.sqlite3" and box.path.exists()
     box.close()
     assert os.path.exists(str(box.path) + ".lock")
+    # service.state_dir, handed down by `edgecam run`, wins over the environment
+    box = open_outbox(None, max_messages=10, max_bytes=1 << 20, state=tmp_path / "configured")
+    assert box.path == tmp_path / "configured" / "outbox.sqlite3" and box.path.exists()
+    box.close()
 
 
 def test_full_disk_drops_the_message_counted_and_logged(

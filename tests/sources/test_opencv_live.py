@@ -18,7 +18,7 @@ import pytest
 
 from edgecam.errors import EXIT_FAILURE, SourceError, SourceLost
 from edgecam.sources import ReconnectPolicy, Source, open_source
-from edgecam.sources.opencv import OpenCVLiveSource
+from edgecam.sources.opencv import READ_TIMEOUT_S, OpenCVLiveSource
 from edgecam.types import Frame
 
 from .http_video import VideoServer
@@ -183,3 +183,12 @@ def test_reconnecting_source_reports_a_heartbeat(server: VideoServer) -> None:
     source.close()
     assert len(reports) >= 3  # one per attempt at least: 1.5 s give-up / 0.3 s backoff
     assert all(source.name in r and "reconnecting, giving up in" in r for r in reports)
+
+
+def test_read_timeout_reaches_the_stream_from_the_config(server: VideoServer) -> None:
+    """`source.read_timeout_s` (None = the source's default) is what the capture waits for."""
+    with open_source(server.url) as default, open_source(server.url, read_timeout_s=0.7) as set_:
+        assert isinstance(default, OpenCVLiveSource) and isinstance(set_, OpenCVLiveSource)
+        assert default._read_timeout_s == READ_TIMEOUT_S
+        assert set_._read_timeout_s == 0.7
+        assert set_.read() is not None

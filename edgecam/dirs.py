@@ -1,0 +1,43 @@
+"""Where edgecam keeps state (outbox, runtime choice) and caches: one rule for every module.
+
+Under systemd, StateDirectory= / CacheDirectory= set ``$STATE_DIRECTORY`` / ``$CACHE_DIRECTORY``
+(the only writable places once ProtectSystem=strict and ProtectHome=yes apply); elsewhere the
+XDG base-directory defaults. Relative XDG values are ignored, as the XDG spec asks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def _first(value: str) -> Path:
+    return Path(value.split(":", maxsplit=1)[0])  # several StateDirectory= entries are ':'-joined
+
+
+def _xdg(env: Mapping[str, str], name: str, fallback: str) -> Path:
+    value = env.get(name, "")
+    if value and Path(value).is_absolute():
+        return Path(value) / "edgecam"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / fallback / "edgecam"
+
+
+def state_dir(configured: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """`service.state_dir` if set, else `$STATE_DIRECTORY`, else `$XDG_STATE_HOME/edgecam`,
+    else `~/.local/state/edgecam`."""
+    if configured is not None:
+        return configured
+    env = os.environ if environ is None else environ
+    if env.get("STATE_DIRECTORY"):
+        return _first(env["STATE_DIRECTORY"])
+    return _xdg(env, "XDG_STATE_HOME", ".local/state")
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$CACHE_DIRECTORY`, else `$XDG_CACHE_HOME/edgecam`, else `~/.cache/edgecam`."""
+    env = os.environ if environ is None else environ
+    if env.get("CACHE_DIRECTORY"):
+        return _first(env["CACHE_DIRECTORY"])
+    return _xdg(env, "XDG_CACHE_HOME", ".cache")
