@@ -16,6 +16,13 @@ def _first(value: str) -> Path:
     return Path(value.split(":", maxsplit=1)[0])  # several StateDirectory= entries are ':'-joined
 
 
+def systemd_state_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Ours of systemd's StateDirectory= (`$STATE_DIRECTORY`), None outside such a unit."""
+    env = os.environ if environ is None else environ
+    value = env.get("STATE_DIRECTORY", "")
+    return _first(value) if value else None
+
+
 def _xdg(env: Mapping[str, str], name: str, fallback: str) -> Path:
     value = env.get(name, "")
     if value and Path(value).is_absolute():
@@ -30,9 +37,7 @@ def state_dir(configured: Path | None = None, environ: Mapping[str, str] | None 
     if configured is not None:
         return configured
     env = os.environ if environ is None else environ
-    if env.get("STATE_DIRECTORY"):
-        return _first(env["STATE_DIRECTORY"])
-    return _xdg(env, "XDG_STATE_HOME", ".local/state")
+    return systemd_state_dir(env) or _xdg(env, "XDG_STATE_HOME", ".local/state")
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:

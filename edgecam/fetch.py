@@ -25,6 +25,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from edgecam import __version__
+from edgecam.dirs import systemd_state_dir
 from edgecam.errors import FetchError, ModelError
 from edgecam.manifest import ModelSpec, is_allowed_url
 from edgecam.modelinfo import check_identifier
@@ -61,9 +62,9 @@ def default_fetch_dir(models_dir: Path | None = None) -> Path:
     """First writable of: --models-dir, $EDGECAM_MODELS_DIR, $STATE_DIRECTORY/models, user cache."""
     candidates = [Path(models_dir)] if models_dir else []
     candidates += [Path(p) for p in os.environ.get(ENV_MODELS_DIR, "").split(os.pathsep) if p]
-    state = os.environ.get("STATE_DIRECTORY", "")
+    state = systemd_state_dir()
     if state:
-        candidates.append(Path(state.split(":")[0]) / "models")
+        candidates.append(state / "models")
     cache = user_cache_dir()
     if cache:
         candidates.append(cache)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgecam.dirs import systemd_state_dir
 from edgecam.errors import ModelError
 from edgecam.manifest import LabelSpec, Manifest, ModelSpec, parse_manifest
 from edgecam.modelinfo import ModelInfo, embedded_label_file, inspect_bytes
@@ -69,9 +70,9 @@ def model_search_path(models_dir: Path | None = None) -> list[Path]:
     cache = user_cache_dir()
     if cache:
         dirs.append(cache)
-    state = os.environ.get("STATE_DIRECTORY", "")
-    if state:  # systemd passes a colon-separated list when several are configured
-        dirs.append(Path(state.split(":")[0]) / "models")
+    state = systemd_state_dir()
+    if state:
+        dirs.append(state / "models")
     dirs.append(SYSTEM_MODELS_DIR)
     unique: list[Path] = []
     for d in (p.expanduser() for p in dirs):
