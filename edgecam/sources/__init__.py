@@ -400,7 +400,7 @@ def open_source(
             lores_size=model_input,
             fps=fps,
             reconnect=reconnect,
-            read_timeout_s=read_timeout_s or picamera2.READ_TIMEOUT_S,
+            read_timeout_s=picamera2.READ_TIMEOUT_S if read_timeout_s is None else read_timeout_s,
         )
     if kind in ("camera", "url"):
         from edgecam.sources import opencv
@@ -411,7 +411,7 @@ def open_source(
             size=size,
             fps=fps,
             reconnect=reconnect,
-            read_timeout_s=read_timeout_s or opencv.READ_TIMEOUT_S,
+            read_timeout_s=opencv.READ_TIMEOUT_S if read_timeout_s is None else read_timeout_s,
         )
     if kind == "video":
         from edgecam.sources.opencv import VideoFileSource
