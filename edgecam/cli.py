@@ -20,10 +20,10 @@ from edgecam.logsetup import error_line, setup_logging
 COMMAND_MODULES = (
     "run",
     "oneshot",
-    "models_cmd",
+    "models",
     "doctor",
-    "config_cmd",
-    "service_cmd",
+    "config",
+    "service",
     "watch",
     "bench",
 )

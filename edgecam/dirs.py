@@ -1,4 +1,5 @@
-"""Where edgecam keeps state (outbox, runtime choice) and caches: one rule for every module.
+"""Where edgecam keeps state (outbox, runtime choice), caches and its shipped data files:
+one rule for every module.
 
 Under systemd, StateDirectory= / CacheDirectory= set ``$STATE_DIRECTORY`` / ``$CACHE_DIRECTORY``
 (the only writable places once ProtectSystem=strict and ProtectHome=yes apply); elsewhere the
@@ -46,3 +47,17 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     if env.get("CACHE_DIRECTORY"):
         return _first(env["CACHE_DIRECTORY"])
     return _xdg(env, "XDG_CACHE_HOME", ".cache")
+
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def shipped(wheel_path: str, checkout_path: str) -> Path:
+    """A data file or folder edgecam ships: ``edgecam/_data/<wheel_path>`` in an installed
+    wheel, ``<checkout>/<checkout_path>`` when running from a source checkout. The wheel's path
+    is returned when neither exists, so the caller's error names where it should be."""
+    installed = _PACKAGE / "_data" / wheel_path
+    checkout = _PACKAGE.parent / checkout_path
+    if installed.exists() or not checkout.exists():
+        return installed
+    return checkout

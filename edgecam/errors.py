@@ -61,7 +61,7 @@ class SourceLost(EdgecamError):
     exit_code = EXIT_FAILURE
 
 
-class BackendError(EdgecamError):
+class TFLiteRuntimeError(EdgecamError):
     """The TFLite runtime is missing, crashed or returned something unexpected."""
 
     exit_code = EXIT_FAILURE

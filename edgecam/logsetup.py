@@ -19,6 +19,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import IO, Literal
 
+from edgecam.secrets import MASK
+
 LogFormat = Literal["auto", "journald", "plain"]
 
 #: logging level -> syslog priority (what journald's `<N>` prefix carries).
@@ -29,7 +31,6 @@ SYSLOG_PRIORITY = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
-REDACTED = "********"
 
 
 def syslog_priority(levelno: int) -> int:
@@ -71,7 +72,7 @@ class RedactingFilter(logging.Filter):
 
     def _redact(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):  # longest first
-            text = text.replace(secret, REDACTED)
+            text = text.replace(secret, MASK)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

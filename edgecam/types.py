@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -142,3 +142,31 @@ class Result:
     # The frame the result came from, for consumers that need pixels (event snapshots). Not
     # part of the payload; it lives only as long as the result travels the output queue.
     frame: Frame | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One model input/output. scale 0.0 means not quantized (float or int tensor)."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+    @classmethod
+    def from_details(cls, d: dict[str, Any]) -> TensorInfo:
+        scale, zero_point = d.get("quantization", (0.0, 0))
+        return cls(
+            name=str(d["name"]),
+            index=int(d["index"]),
+            shape=tuple(int(x) for x in d["shape"]),
+            dtype=np.dtype(d["dtype"]),
+            scale=float(scale),
+            zero_point=int(zero_point),
+        )

@@ -5,20 +5,14 @@ Missing assets fail the run instead of skipping: a green CI without them would p
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ASSETS
 
-
-def _assets_dir() -> Path:
-    env = os.environ.get("EDGECAM_ASSETS")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "assets"
-
-
-ASSETS = _assets_dir()
+#: The real Mosquitto fixtures (broker, tls_broker, collector_factory) for every test folder.
+pytest_plugins = ("tests.support.mosquitto",)
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,13 @@ from typing import IO
 import pytest
 
 from edgecam.logsetup import (
-    REDACTED,
     error_line,
     journal_connected,
     register_secret,
     setup_logging,
     syslog_priority,
 )
+from edgecam.secrets import MASK
 
 
 @pytest.fixture(autouse=True)
@@ -120,8 +120,8 @@ def test_secrets_are_redacted_in_messages_args_and_tracebacks() -> None:
     text = stream.getvalue()
     assert "hunter2" not in text
     assert "s3cr3t-from-file" not in text
-    assert f"connecting with password {REDACTED}" in text
-    assert f"auth failed for {REDACTED}" in text
+    assert f"connecting with password {MASK}" in text
+    assert f"auth failed for {MASK}" in text
 
 
 def test_custom_levels_map_to_the_nearest_priority() -> None:

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from edgecam.errors import EXIT_FAILURE, EdgecamError, ModelError, UsageError
-from edgecam.manifest import Manifest, parse_manifest
+from edgecam.models.manifest import Manifest, parse_manifest
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgecam import ssd
+from edgecam.core import ssd
 from tools import _convert
 from tools._common import import_tf
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from edgecam import ssd
+from edgecam.core import ssd
 from edgecam.errors import UsageError
 from tools._common import import_tf
 from tools._fold import Unit

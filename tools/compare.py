@@ -1,7 +1,7 @@
 """Fidelity report: run converted models side by side with edgecam's own runtime.
 
-Models are opened, preprocessed and decoded exactly as the app does (edgecam.runtime,
-edgecam.preprocess, edgecam.postprocess), so the numbers describe what a user will get.
+Models are opened, preprocessed and decoded exactly as the app does (edgecam.runtime.interpreter,
+edgecam.core.preprocess, edgecam.core.postprocess), so the numbers describe what a user will get.
 The first model is the candidate; every other one is compared with it. Prints a summary
 and writes JSON: ``python -m tools.compare --help``.
 """
@@ -25,9 +25,10 @@ if __package__ in (None, ""):
 import numpy as np
 import numpy.typing as npt
 
-from edgecam import postprocess, preprocess
+from edgecam.core import postprocess, preprocess
 from edgecam.errors import UsageError
-from edgecam.runtime import Runner, open_runner
+from edgecam.runtime.interpreter import Runner
+from edgecam.runtime.open import open_runner
 from edgecam.types import Detections, Frame
 from tools import _calibration, _common
 from tools._tflite_weights import list_ops, non_int8_compute_ops
@@ -72,7 +73,7 @@ def describe(runner: Runner) -> dict[str, Any]:
     return {
         "file": str(runner.model_path),
         "size_bytes": len(data),
-        "backend": f"{runner.backend} {runner.backend_version}",
+        "runtime": f"{runner.runtime} {runner.runtime_version}",
         "ops": dict(Counter(op.name for op in ops)),
         "float_ops": sorted({op.name for op in ops if op.float_io}),
         "non_int8_compute_ops": non_int8_compute_ops(ops),

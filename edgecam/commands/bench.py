@@ -7,7 +7,6 @@ import json
 import sys
 from typing import Any
 
-from edgecam.bench import run_bench
 from edgecam.commands.common import (
     add_config_flags,
     add_model_flags,
@@ -15,6 +14,7 @@ from edgecam.commands.common import (
     model_overrides,
 )
 from edgecam.errors import EXIT_OK, UsageError
+from edgecam.pipeline.bench import run_bench
 
 COLUMNS = ("capture", "preprocess", "invoke", "postprocess", "output")
 #: Background CPU (% of one core) above which the text report warns that numbers are noisy.
@@ -115,7 +115,7 @@ def _table(report: dict[str, Any]) -> list[str]:
     rt = report["runtime"]
     lines = [
         f"edgecam bench: {report['model']} ({report['task']}) on {report['source']}",
-        f"{rt['backend']} {rt['version']}, {report['threads']} interpreter thread(s), "
+        f"{rt['name']} {rt['version']}, {report['threads']} interpreter thread(s), "
         f"{report['machine']['cpu_count']} CPU cores, {report['machine']['system']} "
         f"{report['machine']['arch']}, {report['frames']} frames per mode",
         "",

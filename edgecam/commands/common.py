@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecam.config import EdgecamConfig, load_config, parse_overrides
-from edgecam.payload import sanitize_device_id
+from edgecam.core.payload import sanitize_device_id
 
 
 def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") -> None:
@@ -26,6 +26,11 @@ def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", type=Path, help="TOML config file")
+    add_set_flag(parser)
+
+
+def add_set_flag(parser: argparse.ArgumentParser) -> None:
+    """`--set SECTION.KEY=VALUE`, the one override flag of every command that takes a config."""
     parser.add_argument(
         "--set",
         dest="set_values",
@@ -34,11 +39,6 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override any config field (TOML value syntax), repeatable",
     )
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """`mqtt.port=1884` -> {"mqtt.port": 1884}; TOML value syntax, text fields keep raw text."""
-    return parse_overrides(items)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def load_with_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> EdgecamConfig:
     merged = dict(overrides)
-    merged.update(parse_set(getattr(args, "set_values", [])))
+    merged.update(parse_overrides(getattr(args, "set_values", [])))
     return load_config(getattr(args, "config", None), merged)
 
 

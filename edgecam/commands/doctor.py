@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgecam.backend_select import Attempt, probe_runtimes, record_choice
 from edgecam.config import DEFAULT_CONFIG_PATH, EdgecamConfig, load_config
-from edgecam.doctor import (
+from edgecam.doctor.checks import (
     Check,
     check_cpu,
     check_invoke,
@@ -29,7 +28,7 @@ from edgecam.doctor import (
     render,
     working_path,
 )
-from edgecam.doctor_devices import (
+from edgecam.doctor.devices import (
     check_mqtt,
     check_picamera2,
     check_source,
@@ -37,9 +36,10 @@ from edgecam.doctor_devices import (
     check_video_group,
 )
 from edgecam.errors import EXIT_FAILURE, EXIT_OK, ConfigError, EdgecamError
-from edgecam.models import resolve_model
-from edgecam.runtime import AUTO_ORDER, available_backends
-from edgecam.service import resolve_state_dir
+from edgecam.models.files import resolve_model
+from edgecam.runtime.interpreter import AUTO_ORDER, available_runtimes
+from edgecam.runtime.select import Attempt, probe_runtimes, record_choice
+from edgecam.service.hooks import resolve_state_dir
 from edgecam.sources.platform import board_model, is_raspberry_pi
 
 PROBE_RUNS = 4  # first invoke + 3 for a steady-state median
@@ -110,7 +110,7 @@ def gather(args: argparse.Namespace) -> tuple[list[Check], str | None]:
         )
     )
     checks.append(check_systemd())
-    return checks, chosen.backend if chosen else None
+    return checks, chosen.runtime if chosen else None
 
 
 def _model_and_runtimes(
@@ -123,7 +123,7 @@ def _model_and_runtimes(
         )
     except EdgecamError as exc:
         fix = exc.hint or f"edgecam models fetch {section.name}"
-        installed = available_backends()
+        installed = available_runtimes()
         names = ", ".join(f"{n} {v}" for n, v in installed.items()) or "none"
         runtimes = Check("runtimes", "ok" if installed else "fail", f"installed: {names}")
         return [Check("model", "fail", exc.message, fix), runtimes], None
@@ -145,9 +145,9 @@ def _model_and_runtimes(
     )
     runtime_checks = check_runtimes(attempts, section.runtime)
     order = AUTO_ORDER if section.runtime == "auto" else (section.runtime,)
-    chosen = next((a for b in order for a in attempts if a.backend == b and a.status == "ok"), None)
+    chosen = next((a for b in order for a in attempts if a.runtime == b and a.status == "ok"), None)
     if section.runtime == "auto":
-        # Where open_runner(backend="auto") looks, so the next start needs no probe.
+        # Where open_runner(runtime="auto") looks, so the next start needs no probe.
         record_choice(resolved.model_path, attempts, state_dir=resolve_state_dir(config.service))
     return [
         model_check,

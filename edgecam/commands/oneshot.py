@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from edgecam.commands.common import add_model_flags, load_with_overrides, model_overrides
+from edgecam.core.payload import classification_list, detections_list
 from edgecam.dirs import state_dir
-from edgecam.engine import Engine, open_engine
 from edgecam.errors import EXIT_OK, EXIT_USAGE, EdgecamError, UsageError
-from edgecam.payload import classification_list, detections_list
+from edgecam.pipeline.engine import Engine, open_engine
 from edgecam.sources.frames import decode_image
 from edgecam.types import Detections, Frame, Result
 
@@ -80,7 +80,7 @@ def _write_annotated(
     target: Path, image: Path, frame: Frame, detections: Detections, *, many: bool
 ) -> Path:
     """One image -> the file given; several -> <dir>/<stem>.annotated.jpg for each."""
-    from edgecam.snapshot import annotate, encode_jpeg
+    from edgecam.core.annotate import annotate, encode_jpeg
 
     if many or target.is_dir():
         target.mkdir(parents=True, exist_ok=True)

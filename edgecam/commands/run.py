@@ -16,21 +16,21 @@ from edgecam.commands.common import (
     load_with_overrides,
     model_overrides,
 )
-from edgecam.config import EdgecamConfig, secret_values
-from edgecam.config.events import build_event_engine, check_labels
+from edgecam.config import EdgecamConfig
+from edgecam.core.payload import new_run_id
 from edgecam.dirs import state_dir
-from edgecam.engine import open_engine
 from edgecam.errors import EXIT_OK
 from edgecam.logsetup import setup_logging
-from edgecam.notify import Notifier
-from edgecam.payload import new_run_id
-from edgecam.pipeline import Pipeline, PipelineSummary
-from edgecam.service import ServiceHooks, install_signal_handlers
+from edgecam.pipeline.engine import open_engine
+from edgecam.pipeline.pipeline import Pipeline, PipelineSummary
+from edgecam.secrets import secret_values
+from edgecam.service.hooks import ServiceHooks, install_signal_handlers
+from edgecam.service.notify import Notifier
 from edgecam.sinks import Sink
-from edgecam.sinks.events import EventOutput, EventsSink
+from edgecam.sinks.events import EventOutput, EventsSink, build_event_engine, check_labels
 from edgecam.sinks.jsonl import JsonlSink
 from edgecam.sinks.mqtt import open_mqtt_sink
-from edgecam.snapshot import SnapshotStore
+from edgecam.sinks.snapshots import SnapshotStore
 from edgecam.sources import ReconnectPolicy, open_source
 
 log = logging.getLogger(__name__)

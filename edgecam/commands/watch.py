@@ -19,7 +19,7 @@ from typing import IO, Any
 import paho.mqtt.client as mqtt
 
 from edgecam.config import read_toml
-from edgecam.config.mqtt import MqttConfig, validate_mqtt, with_url
+from edgecam.config.mqtt import MqttSection, validate_mqtt, with_url
 from edgecam.errors import EXIT_FAILURE, EXIT_OK, SinkError, UsageError
 from edgecam.schema import (
     ClassificationMessage,
@@ -137,7 +137,7 @@ def watch_command(args: argparse.Namespace) -> int:
 
 
 def _subscribe(
-    cfg: MqttConfig, filters: list[str], inbox: queue.Queue[tuple[str, bytes]]
+    cfg: MqttSection, filters: list[str], inbox: queue.Queue[tuple[str, bytes]]
 ) -> mqtt.Client:
     """Connect (SinkError if refused or unreachable) and wait for the SUBACK, then say so on
     stderr: a script can start publishing once that line appears, nothing will be missed."""

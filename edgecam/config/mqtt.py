@@ -1,4 +1,4 @@
-"""Config sections for publishing: `[mqtt]`, `[outbox]`, `[stats]`, `[homeassistant]`.
+"""`[mqtt]`: the broker, identity, QoS, TLS and credentials.
 
 Pure: nothing here reads the environment or files at import or validation time. The password is
 resolved by `resolve_password` when the sink connects, so `config show` never needs it.
@@ -17,12 +17,21 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import PydanticCustomError
 
 from edgecam.config.base import Section
+from edgecam.config.problems import describe_errors, format_problems
 from edgecam.errors import ConfigError
 
 DEFAULT_PORT = 1883
+
+
 DEFAULT_TLS_PORT = 8883
+
+
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
 
 
@@ -94,7 +103,7 @@ def parse_mqtt_url(url: str) -> Endpoint:
     return Endpoint(_check_host(host), port, tls, unquote(userinfo) if at else None)
 
 
-class MqttConfig(Section):
+class MqttSection(Section):
     """`[mqtt]`: broker, identity, delivery, security. Off while neither url nor host is set."""
 
     url: str | None = Field(
@@ -177,7 +186,7 @@ class MqttConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _coherent(self) -> MqttConfig:
+    def _coherent(self) -> MqttSection:
         secrets = [n for n in ("password", "password_file", "password_env") if getattr(self, n)]
         if len(secrets) > 1:
             raise ValueError(f"set only one of {', '.join(secrets)}")
@@ -237,62 +246,19 @@ def check_topic_prefix(value: str) -> str:
     return value
 
 
-class OutboxConfig(Section):
-    """`[outbox]`: the on-disk queue that holds messages until the broker acknowledges them."""
-
-    path: Path | None = Field(
-        None, description="default: $STATE_DIRECTORY or $XDG_STATE_HOME/edgecam"
-    )
-    max_messages: int = Field(100_000, ge=1, description="cap: the oldest are dropped past it")
-    max_bytes: int = Field(64 * 1024 * 1024, ge=4096, description="cap on topic+payload bytes")
-
-
-class StatsConfig(Section):
-    """`[stats]`: how often the retained stats message is published."""
-
-    interval_s: float = Field(10.0, ge=0.1, le=86_400)
-
-
-class HomeAssistantConfig(Section):
-    """`[homeassistant]`: MQTT discovery of per-label count sensors (off by default)."""
-
-    enabled: bool = False
-    discovery_prefix: str = "homeassistant"
-    labels: tuple[str, ...] = Field((), description="announced at start; others when first seen")
-
-    @field_validator("discovery_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        return check_topic_prefix(value)
-
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-
 class _MqttRoot(Section):
     """Lets the shared error formatter name paths `mqtt.<field>` as in the config file."""
 
-    mqtt: MqttConfig
+    mqtt: MqttSection
 
 
-def validate_mqtt(data: Mapping[str, Any], origin: str) -> MqttConfig:
+def validate_mqtt(data: Mapping[str, Any], origin: str) -> MqttSection:
     """Validate a raw [mqtt] table; ConfigError lists every bad field (`origin: mqtt.x: ...`)."""
-    from edgecam.config import describe_errors, format_problems  # the package imports us
 
     try:
         return _MqttRoot.model_validate({"mqtt": data}).mqtt
     except ValidationError as exc:
         raise ConfigError(format_problems(describe_errors(exc, _MqttRoot, origin=origin))) from None
-
-
-def mqtt_config_from_url(url: str, base: MqttConfig | None = None) -> MqttConfig:
-    """`--mqtt URL` over the config file's [mqtt]: the URL replaces url/host/port/tls."""
-    data = base.model_dump(exclude_unset=True) if base else {}
-    return validate_mqtt(with_url(data, url), f"--mqtt {url}")
 
 
 def with_url(data: Mapping[str, Any], url: str) -> dict[str, Any]:
@@ -302,7 +268,7 @@ def with_url(data: Mapping[str, Any], url: str) -> dict[str, Any]:
     return merged
 
 
-def resolve_password(cfg: MqttConfig, environ: dict[str, str] | None = None) -> str | None:
+def resolve_password(cfg: MqttSection, environ: dict[str, str] | None = None) -> str | None:
     """Read the password from its file or environment variable (only when connecting)."""
     import os
 

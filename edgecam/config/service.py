@@ -1,21 +1,17 @@
-"""`[service]` (running under a service manager) and `[logging]` config sections.
+"""`[service]`: running under a service manager (state dir, stop deadline, watchdog).
 
-Pure: nothing here reads the environment; `edgecam.service.resolve_state_dir` turns an unset
+Pure: nothing here reads the environment; `edgecam.service.hooks.resolve_state_dir` turns an unset
 `state_dir` into `$STATE_DIRECTORY` (set by systemd's StateDirectory=) or the XDG default.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from edgecam.config.base import Section
-
-LogLevel = Literal["debug", "info", "warning", "error"]
-LogFormat = Literal["auto", "journald", "plain"]
 
 
 class ServiceSection(Section):
@@ -50,14 +46,3 @@ class ServiceSection(Section):
                 {"value": repr(str(value))},
             )
         return expanded
-
-
-class LoggingSection(Section):
-    """Log output on stderr; `--log-level` wins over `level`."""
-
-    level: LogLevel = Field(default="info", description="debug, info, warning or error")
-    format: LogFormat = Field(
-        default="auto",
-        description="journald: <N> priority prefixes, no timestamps; plain: timestamped; "
-        "auto: journald when stderr is connected to the journal",
-    )

@@ -1,18 +1,8 @@
-"""Sinks: where results go (JSON lines, MQTT). The pipeline only knows this Protocol."""
+"""Sinks: where results go (JSON lines, MQTT with its outbox, events, snapshots).
 
-from __future__ import annotations
+The pipeline only knows the `Sink` protocol (:mod:`edgecam.sinks.base`).
+"""
 
-from typing import Protocol, runtime_checkable
+from edgecam.sinks.base import Sink
 
-from edgecam.types import Result
-
-
-@runtime_checkable
-class Sink(Protocol):
-    """`handle` is called on the pipeline's thread and must not block on I/O it cannot bound."""
-
-    def handle(self, result: Result) -> None: ...
-
-    def close(self, timeout: float) -> None:
-        """Flush within `timeout` seconds; anything not delivered by then stays persisted."""
-        ...
+__all__ = ["Sink"]

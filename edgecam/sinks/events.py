@@ -1,18 +1,25 @@
 """Results -> tracked-object events, counts and snapshots, handed to the outputs that take them.
 
 A Sink like the others, so the pipeline's output thread drives it; the tracking itself is the
-pure EventEngine (edgecam.events). Close it before the outputs it feeds: it flushes an `end`
+pure EventEngine (edgecam.core.events). Close it before the outputs it feeds: it flushes an `end`
 for every open track.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
-from edgecam.events import EngineStep, Event, EventEngine, events_to_dict
-from edgecam.snapshot import SnapshotOptions, SnapshotStore, event_snapshot, snapshot_filename
+from edgecam.config.events import EventsSection
+from edgecam.config.objects import ObjectsSection
+from edgecam.config.tracking import TrackingSection
+from edgecam.config.zones import ZoneSection
+from edgecam.core.annotate import SnapshotOptions, event_snapshot, snapshot_filename
+from edgecam.core.events import EngineStep, Event, EventEngine, events_to_dict
+from edgecam.core.tracking import Tracker
+from edgecam.errors import ConfigError
+from edgecam.sinks.snapshots import SnapshotStore
 from edgecam.types import Result
 
 log = logging.getLogger(__name__)
@@ -86,3 +93,44 @@ class EventsSink:
             output.publish_snapshot(event.label, jpeg)
         if self.store is not None:
             self.store.save(snapshot_filename(event), jpeg)
+
+
+def check_labels(
+    objects: ObjectsSection, zones: Sequence[ZoneSection], known: Collection[str]
+) -> None:
+    """Fail on labels the model does not have (a typo would silently filter nothing)."""
+    used = {*objects.allow, *objects.deny, *objects.filters}
+    for zone in zones:
+        used.update(zone.labels)
+    unknown = sorted(used - set(known))
+    if unknown:
+        raise ConfigError(
+            f"objects/zones: unknown label(s) {', '.join(unknown)}",
+            "use label names from the model's labels file",
+        )
+
+
+def build_event_engine(
+    tracking: TrackingSection,
+    objects: ObjectsSection,
+    zones: Sequence[ZoneSection] = (),
+    events: EventsSection | None = None,
+    *,
+    id_prefix: str = "",
+    keep_frames: bool = True,
+) -> EventEngine:
+    """One EventEngine from the validated sections; id_prefix: e.g. the run id."""
+    tracker = Tracker(
+        iou_threshold=tracking.iou_threshold,
+        max_disappeared=tracking.max_disappeared,
+        velocity_smoothing=tracking.velocity_smoothing,
+        match_buffer=tracking.match_buffer,
+        id_prefix=id_prefix,
+    )
+    return EventEngine(
+        tracker,
+        objects.to_filter(),
+        [z.to_zone() for z in zones],
+        score_margin=(events or EventsSection.model_validate({})).score_margin,
+        keep_frames=keep_frames,
+    )

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from edgecam.core.payload import build_event_payload, build_result_payload
 from edgecam.errors import SinkError
-from edgecam.payload import build_event_payload, build_result_payload
 from edgecam.types import Detections, Result
 
 

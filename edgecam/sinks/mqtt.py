@@ -27,16 +27,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from edgecam.config.mqtt import HomeAssistantConfig, MqttConfig, OutboxConfig
-from edgecam.metrics import CpuMeter, process_age_s, rss_mb
-from edgecam.outbox import Outbox, open_outbox
-from edgecam.payload import (
+from edgecam.config.homeassistant import HomeAssistantSection
+from edgecam.config.mqtt import MqttSection
+from edgecam.config.outbox import OutboxSection
+from edgecam.core.payload import (
     build_event_payload,
     build_result_payload,
     build_stats_payload,
     label_topic_level,
     new_run_id,
 )
+from edgecam.pipeline.metrics import CpuMeter, process_age_s, rss_mb
 from edgecam.schema import parse_event
 from edgecam.sinks.mqtt_client import (
     Backoff,
@@ -49,6 +50,7 @@ from edgecam.sinks.mqtt_client import (
 )
 from edgecam.sinks.mqtt_hass import Discovery
 from edgecam.sinks.mqtt_window import InflightWindow
+from edgecam.sinks.outbox import Outbox, open_outbox
 from edgecam.types import Detections, Result
 
 log = logging.getLogger(__name__)
@@ -64,14 +66,14 @@ class MqttSink:
 
     def __init__(
         self,
-        cfg: MqttConfig,
+        cfg: MqttSection,
         outbox: Outbox,
         *,
         device_id: str,
         model: str,
         stats_provider: StatsProvider | None = None,
         stats_interval_s: float = 10.0,
-        homeassistant: HomeAssistantConfig | None = None,
+        homeassistant: HomeAssistantSection | None = None,
         run_id: str | None = None,
     ) -> None:
         self.cfg = cfg
@@ -383,14 +385,14 @@ class MqttSink:
 
 
 def open_mqtt_sink(
-    cfg: MqttConfig,
-    outbox_cfg: OutboxConfig,
+    cfg: MqttSection,
+    outbox_cfg: OutboxSection,
     *,
     device_id: str,
     model: str,
     stats_provider: StatsProvider | None = None,
     stats_interval_s: float = 10.0,
-    homeassistant: HomeAssistantConfig | None = None,
+    homeassistant: HomeAssistantSection | None = None,
     run_id: str | None = None,
     state_dir: Path | None = None,
 ) -> MqttSink:

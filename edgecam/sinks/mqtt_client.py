@@ -21,8 +21,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edgecam.config.mqtt import Endpoint, MqttConfig, resolve_password
+from edgecam.config.mqtt import Endpoint, MqttSection, resolve_password
 from edgecam.errors import ConfigError, SinkError
+from edgecam.logsetup import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def describe(endpoint: Endpoint) -> str:
 
 
 def build_client(
-    cfg: MqttConfig, endpoint: Endpoint, *, client_id: str, status_topic: str | None
+    cfg: MqttSection, endpoint: Endpoint, *, client_id: str, status_topic: str | None
 ) -> mqtt.Client:
     """A configured but unconnected client: MQTT v5, persistent session, Last Will, TLS, auth."""
     client = mqtt.Client(
@@ -101,12 +102,14 @@ def build_client(
     if endpoint.tls:
         _configure_tls(client, cfg)
     password = resolve_password(cfg)
+    if password:  # read from a file or the environment: not among the config's own secrets
+        register_secret(password)
     if endpoint.username is not None:
         client.username_pw_set(endpoint.username, password)
     return client
 
 
-def _configure_tls(client: mqtt.Client, cfg: MqttConfig) -> None:
+def _configure_tls(client: mqtt.Client, cfg: MqttSection) -> None:
     for name in ("ca_file", "cert_file", "key_file"):
         path = getattr(cfg, name)
         if path is not None and not path.is_file():
@@ -138,7 +141,7 @@ def set_reconnect_delay(client: mqtt.Client, seconds: float) -> None:
 
 def first_connect(
     client: mqtt.Client,
-    cfg: MqttConfig,
+    cfg: MqttSection,
     endpoint: Endpoint,
     outcome: FirstOutcome,
     *,

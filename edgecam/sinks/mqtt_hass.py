@@ -11,15 +11,16 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from edgecam import __version__, hass
-from edgecam.config.mqtt import HomeAssistantConfig
+from edgecam import __version__
+from edgecam.config.homeassistant import HomeAssistantSection
+from edgecam.core import hass
 
 
 class Discovery:
     """Thread-safe: labels are added on the pipeline thread, announced from paho's thread."""
 
     def __init__(
-        self, cfg: HomeAssistantConfig, *, topic_prefix: str, device_id: str, model: str
+        self, cfg: HomeAssistantSection, *, topic_prefix: str, device_id: str, model: str
     ) -> None:
         self.cfg = cfg
         self.topic_prefix = topic_prefix
@@ -30,7 +31,7 @@ class Discovery:
 
     @classmethod
     def create(
-        cls, cfg: HomeAssistantConfig | None, topic_prefix: str, device_id: str, model: str
+        cls, cfg: HomeAssistantSection | None, topic_prefix: str, device_id: str, model: str
     ) -> Discovery | None:
         """None unless discovery is enabled."""
         if cfg is None or not cfg.enabled:

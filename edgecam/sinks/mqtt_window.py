@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from edgecam.outbox import Outbox
+from edgecam.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

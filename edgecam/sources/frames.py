@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecam.errors import SourceError
-from edgecam.sources import IMAGE_EXTENSIONS, SourceBase
+from edgecam.sources.base import IMAGE_EXTENSIONS, SourceBase
 from edgecam.types import Frame
 
 log = logging.getLogger(__name__)

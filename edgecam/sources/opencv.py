@@ -25,7 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecam.errors import SourceError
-from edgecam.sources import LiveSource, ReconnectPolicy, SourceBase, mask_url
+from edgecam.secrets import mask_url_password
+from edgecam.sources.base import ReconnectPolicy, SourceBase
+from edgecam.sources.live import LiveSource
 from edgecam.types import Frame
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,7 @@ class OpenCVLiveSource(LiveSource):
         reconnect: ReconnectPolicy | None = None,
     ) -> None:
         self._is_url = isinstance(target, str) and "://" in target
-        label = mask_url(str(target)) if self._is_url else str(target)
+        label = mask_url_password(str(target)) if self._is_url else str(target)
         super().__init__(f"url:{label}" if self._is_url else f"camera:{label}", reconnect)
         self._target = target
         self._request_size = size

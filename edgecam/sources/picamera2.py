@@ -28,7 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecam.errors import SourceError
-from edgecam.sources import ALTERNATIVES, LiveSource, ReconnectPolicy
+from edgecam.sources.base import ReconnectPolicy
+from edgecam.sources.live import LiveSource
+from edgecam.sources.platform import ALTERNATIVES
 from edgecam.types import PixelFormat
 
 log = logging.getLogger(__name__)

@@ -54,11 +54,6 @@ def picamera2_import_error(module: str = "picamera2") -> str | None:
     return None
 
 
-def picamera2_available(module: str = "picamera2") -> bool:
-    """True if the picamera2 package (and its libcamera bindings) can be imported."""
-    return picamera2_import_error(module) is None
-
-
 def resolve_default_source(
     model_path: Path = DEVICE_TREE_MODEL, picamera2_module: str = "picamera2"
 ) -> str:

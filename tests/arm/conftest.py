@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .emulation import REPO, Emulated, emulated
+from tests.support.paths import REPO
+
+from .emulation import Emulated, emulated
 
 
 @pytest.fixture(scope="session")

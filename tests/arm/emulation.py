@@ -1,4 +1,4 @@
-"""An emulated Raspberry Pi OS userland for the ARM tests, and the x86 run to compare with.
+"""An emulated Raspberry Pi OS userland for the ARM tests, and the native run to compare with.
 
 `build_sysroot.sh` makes (or reuses from its cache) a Debian-bookworm ARM root with Python 3.11
 and the ARM wheels; edgecam itself is built into a wheel from this checkout and installed with
@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 BUILD = Path(__file__).with_name("build_sysroot.sh")
 QEMU = {"aarch64": "qemu-aarch64-static", "armv7l": "qemu-arm-static"}
 
@@ -103,7 +104,7 @@ def emulated(arch: str, factory: pytest.TempPathFactory, wheel: Path) -> Emulate
     return Emulated(arch, root / "sysroot" / "usr" / "bin" / "python3", site, factory.mktemp(arch))
 
 
-def run_x86(args: Sequence[str], workdir: Path) -> subprocess.CompletedProcess[str]:
+def run_native(args: Sequence[str], workdir: Path) -> subprocess.CompletedProcess[str]:
     """The same edgecam command natively (this checkout, this venv)."""
     return _run([sys.executable, *args], REPO, workdir, None, 600)
 
@@ -113,7 +114,7 @@ def json_lines(proc: subprocess.CompletedProcess[str], what: str) -> list[dict[s
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-# ---- comparing an ARM run with the x86 run ------------------------------------------------
+# ---- comparing an ARM run with the native run ------------------------------------------------
 
 SCORE_TOL = 0.02  # same runtime version, different CPU kernels: scores may move this much
 MIN_IOU = 0.9
@@ -149,18 +150,18 @@ def unmatched(
     return problems
 
 
-def top1_problem(x86: list[dict[str, Any]], arm: list[dict[str, Any]]) -> str | None:
-    """Same top-1 label and score within tolerance, where x86's top-1 is unambiguous (its
+def top1_problem(native: list[dict[str, Any]], arm: list[dict[str, Any]]) -> str | None:
+    """Same top-1 label and score within tolerance, where native's top-1 is unambiguous (its
     margin over the runner-up exceeds twice the tolerance)."""
-    if not x86 or not arm:
-        return f"empty classification: x86 {x86}, arm {arm}"
-    runner_up = x86[1]["score"] if len(x86) > 1 else 0.0
-    if x86[0]["score"] - runner_up <= 2 * SCORE_TOL:
+    if not native or not arm:
+        return f"empty classification: native {native}, arm {arm}"
+    runner_up = native[1]["score"] if len(native) > 1 else 0.0
+    if native[0]["score"] - runner_up <= 2 * SCORE_TOL:
         return None
-    if arm[0]["label"] != x86[0]["label"]:
-        return f"top-1 {arm[0]['label']!r}, x86 {x86[0]['label']!r}"
-    if abs(arm[0]["score"] - x86[0]["score"]) > SCORE_TOL:
-        return f"{x86[0]['label']}: score {arm[0]['score']}, x86 {x86[0]['score']}"
+    if arm[0]["label"] != native[0]["label"]:
+        return f"top-1 {arm[0]['label']!r}, native {native[0]['label']!r}"
+    if abs(arm[0]["score"] - native[0]["score"]) > SCORE_TOL:
+        return f"{native[0]['label']}: score {arm[0]['score']}, native {native[0]['score']}"
     return None
 
 
@@ -181,20 +182,20 @@ def detect_args(models: Path, images: list[Path]) -> list[str]:
     return ["-m", "edgecam", "detect", *model, "--threshold", str(THRESHOLD), *map(str, images)]
 
 
-def assert_same_classes(x86: list[dict[str, Any]], arm: list[dict[str, Any]]) -> None:
-    assert [r["image"] for r in arm] == [r["image"] for r in x86]
+def assert_same_classes(native: list[dict[str, Any]], arm: list[dict[str, Any]]) -> None:
+    assert [r["image"] for r in arm] == [r["image"] for r in native]
     problems = {}
-    for a, b in zip(x86, arm, strict=True):
+    for a, b in zip(native, arm, strict=True):
         problem = top1_problem(a["classification"], b["classification"])
         if problem:
             problems[Path(a["image"]).name] = problem
     assert not problems
 
 
-def assert_same_detections(x86: list[dict[str, Any]], arm: list[dict[str, Any]]) -> None:
-    assert [r["image"] for r in arm] == [r["image"] for r in x86]
+def assert_same_detections(native: list[dict[str, Any]], arm: list[dict[str, Any]]) -> None:
+    assert [r["image"] for r in arm] == [r["image"] for r in native]
     problems = {}
-    for a, b in zip(x86, arm, strict=True):
+    for a, b in zip(native, arm, strict=True):
         missing = unmatched(a["detections"], b["detections"], THRESHOLD)
         extra = unmatched(b["detections"], a["detections"], THRESHOLD)
         if missing or extra:

@@ -22,7 +22,7 @@ from .emulation import (
     classify_args,
     detect_args,
     json_lines,
-    run_x86,
+    run_native,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -32,19 +32,19 @@ CLASSIFY = ["bird.png", "coffee.png", "grace_hopper.png", "pets.jpg"]
 DETECT = ["pets.jpg", "traffic_0001.png", "coffee.png", "owl.jpg"]
 
 
-def test_classify_and_detect_match_x86(
+def test_classify_and_detect_match_the_native_run(
     armv7l: Emulated, asset_models: Path, asset_images: Path, tmp_path: Path
 ) -> None:
     images = [asset_images / n for n in CLASSIFY]
-    x86 = json_lines(
-        run_x86(classify_args(asset_models, images, "tflite"), tmp_path), "x86 classify"
+    native = json_lines(
+        run_native(classify_args(asset_models, images, "tflite"), tmp_path), "native classify"
     )
     arm = json_lines(armv7l.run(classify_args(asset_models, images, "auto")), "armv7l classify")
-    assert_same_classes(x86, arm)
+    assert_same_classes(native, arm)
     images = [asset_images / n for n in DETECT]
-    x86 = json_lines(run_x86(detect_args(asset_models, images), tmp_path), "x86 detect")
+    native = json_lines(run_native(detect_args(asset_models, images), tmp_path), "native detect")
     arm = json_lines(armv7l.run(detect_args(asset_models, images)), "armv7l detect")
-    assert_same_detections(x86, arm)
+    assert_same_detections(native, arm)
 
 
 def test_doctor_finds_only_tflite_runtime(armv7l: Emulated, asset_models: Path) -> None:

@@ -20,8 +20,7 @@ from edgecam.errors import EXIT_FAILURE, SourceError, SourceLost
 from edgecam.sources import ReconnectPolicy, Source, open_source
 from edgecam.sources.opencv import READ_TIMEOUT_S, OpenCVLiveSource
 from edgecam.types import Frame
-
-from .http_video import VideoServer
+from tests.support.http_video import VideoServer
 
 FAST = ReconnectPolicy(initial_s=0.05, max_s=0.2, give_up_s=1.0)
 
@@ -167,7 +166,7 @@ def test_unreachable_url_is_a_source_error_without_password() -> None:
         with pytest.raises(SourceError) as info:
             open_source(url)
     text = str(info.value)
-    assert "cannot open the stream" in text and "hunter2" not in text and "viewer:***@" in text
+    assert "cannot open the stream" in text and "hunter2" not in text and "viewer:********@" in text
 
 
 def test_reconnecting_source_reports_a_heartbeat(server: VideoServer) -> None:

@@ -17,17 +17,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edgecam.config.core import ModelSection
+from edgecam.config.model import ModelSection
 from edgecam.config.pipeline import PipelineSection
-from edgecam.engine import open_engine
+from edgecam.core.preprocess import to_rgb
 from edgecam.errors import SourceError, SourceLost
-from edgecam.pipeline import Pipeline
-from edgecam.preprocess import to_rgb
+from edgecam.pipeline.engine import open_engine
+from edgecam.pipeline.pipeline import Pipeline
 from edgecam.sources import ReconnectPolicy, Source
 from edgecam.sources.picamera2 import LoresFormat, Picamera2Source
 from edgecam.types import Detections, Frame, Result
-
-from .recorded_picamera2 import RecordedCameraFactory, RecordedPicamera2, isp_scale
+from tests.support.recorded_picamera2 import RecordedCameraFactory, RecordedPicamera2, isp_scale
 
 Array = npt.NDArray[np.uint8]
 FAST = ReconnectPolicy(initial_s=0.01, max_s=0.02, give_up_s=0.5)

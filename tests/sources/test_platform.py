@@ -9,7 +9,6 @@ import pytest
 from edgecam.sources.platform import (
     board_model,
     is_raspberry_pi,
-    picamera2_available,
     picamera2_import_error,
 )
 
@@ -50,7 +49,5 @@ def test_unreadable_device_tree_is_no_board(tmp_path: Path) -> None:
 
 def test_picamera2_import_check_reports_why() -> None:
     assert picamera2_import_error("json") is None
-    assert picamera2_available("json") is True
     reason = picamera2_import_error("edgecam_no_such_module")
     assert reason is not None and reason.startswith("ModuleNotFoundError")
-    assert picamera2_available("edgecam_no_such_module") is False

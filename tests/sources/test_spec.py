@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 
 from edgecam.errors import EXIT_USAGE, ConfigError, SourceError
-from edgecam.sources import (
-    ReconnectPolicy,
-    mask_url,
-    open_source,
-    parse_spec,
-    resolve_default_source,
-)
+from edgecam.secrets import mask_url_password
+from edgecam.sources import ReconnectPolicy, open_source, parse_spec, resolve_default_source
 
 
 @pytest.fixture
@@ -88,14 +83,14 @@ def test_missing_path_error_lists_the_alternatives() -> None:
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
-        ("rtsp://admin:s3cret@10.0.0.2:554/h264", "rtsp://admin:***@10.0.0.2:554/h264"),
-        ("rtsp://admin:a:b@cam/x", "rtsp://admin:***@cam/x"),  # ':' inside the password
+        ("rtsp://admin:s3cret@10.0.0.2:554/h264", "rtsp://admin:********@10.0.0.2:554/h264"),
+        ("rtsp://admin:a:b@cam/x", "rtsp://admin:********@cam/x"),  # ':' inside the password
         ("rtsp://user@cam/x", "rtsp://user@cam/x"),  # no password: nothing to hide
         ("http://cam:8080/video", "http://cam:8080/video"),  # port is not a password
     ],
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:
-    assert mask_url(url) == masked
+    assert mask_url_password(url) == masked
 
 
 def test_rejected_url_does_not_leak_its_password() -> None:

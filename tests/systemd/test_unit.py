@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from edgecam.config import DEFAULT_CONFIG_PATH, load_config
-from edgecam.install import DEFAULT_EXEC, Layout
+from edgecam.service.install import DEFAULT_EXEC, Layout
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "edgecam.service"
 MAX_EXPOSURE = 3.0
 

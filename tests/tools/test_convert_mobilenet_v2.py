@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from edgecam.errors import EXIT_USAGE
-from edgecam.manifest import parse_manifest
-from edgecam.runtime import open_runner
+from edgecam.models.manifest import parse_manifest
+from edgecam.runtime.open import open_runner
 from tools import compare, convert_mobilenet_v2
 from tools._common import SHIPPED_MANIFEST, run_cli, sha256_file
 from tools._tflite_weights import read_graph

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edgecam.runtime import open_runner
+from edgecam.runtime.open import open_runner
 from tools import compare, convert_ssd
 from tools._ssd_model import SSDConfig, build
 from tools._tflite_weights import list_ops, read_graph
@@ -124,7 +124,7 @@ def test_ssdlite_params_and_madds_match_the_paper() -> None:
 
 
 def test_ssd_anchors_match_the_prebuilt_model(asset_models: Path) -> None:
-    """edgecam.ssd's anchor generator reproduces the anchors baked into the prebuilt file
+    """edgecam.core.ssd's anchor generator reproduces the anchors baked into the prebuilt file
     (stored uint8, so equal within one quantization step)."""
     import tflite
 

@@ -1,0 +1,31 @@
+"""`[source]`: where frames come from and how a lost live source is reconnected."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from edgecam.config.base import Section
+
+
+class SourceSection(Section):
+    """`[source]`: where frames come from (see edgecam.sources.open_source for the spec grammar)."""
+
+    spec: str | None = Field(
+        None, description="file, frames dir, image, camera index, URL, picamera2"
+    )
+    width: int | None = Field(None, ge=16, le=8192)
+    height: int | None = Field(None, ge=16, le=8192)
+    fps: float | None = Field(None, gt=0, le=240)
+    loop: bool = False
+    reconnect_initial_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    read_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="live source: a read with no frame for this long counts as a dropped "
+        "camera and starts a reconnect (default: 5 s for V4L2/RTSP/HTTP, 2 s for picamera2)",
+    )
+    give_up_s: float = Field(
+        300.0, gt=0, description="live source: exit non-zero after this long without frames"
+    )

@@ -1,0 +1,219 @@
+"""Install/uninstall the systemd unit and example config as a list of printable steps.
+
+Planning is separate from doing, so `--dry-run` prints exactly the steps a real run would take.
+`root` works like DESTDIR: files land under it, while the unit's contents keep the final
+paths (tests install into a temp dir). systemctl runs only for root "/" with systemd as PID 1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecam import dirs
+from edgecam.errors import EdgecamError, UsageError
+
+UNIT_NAME = "edgecam.service"
+CONFIG_NAME = "edgecam.toml"
+DEFAULT_EXEC = Path("/opt/edgecam/venv/bin/edgecam")
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One printed action; `action` is None when there is nothing to do (already in place)."""
+
+    description: str
+    action: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things go, under `root`."""
+
+    root: Path
+
+    @property
+    def unit(self) -> Path:
+        return self.root / "etc/systemd/system" / UNIT_NAME
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "etc/edgecam"
+
+    @property
+    def config(self) -> Path:
+        return self.config_dir / CONFIG_NAME
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "var/lib/edgecam"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.state_dir / "models"
+
+
+def data_dir() -> Path:
+    """The shipped unit + example config (package data in a wheel, `systemd/` in a checkout)."""
+    found = dirs.shipped("systemd", "systemd")
+    if (found / UNIT_NAME).is_file() and (found / CONFIG_NAME).is_file():
+        return found
+    raise EdgecamError(
+        f"cannot find {UNIT_NAME} and {CONFIG_NAME} in {found}",
+        "reinstall edgecam (the wheel ships them as package data)",
+    )
+
+
+def systemd_running() -> bool:
+    """sd_booted(): systemd is PID 1 (not true in containers and CI)."""
+    return Path("/run/systemd/system").is_dir()
+
+
+def current_executable() -> Path | None:
+    """The `edgecam` console script of the running interpreter's environment, if any."""
+    candidate = Path(sys.executable).parent / "edgecam"
+    return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+def render_unit(template: str, *, executable: Path | None, user: str | None) -> str:
+    """The unit with ExecStart pointing at `executable` and an optional fixed User=."""
+    text = template
+    if executable is not None:
+        text = re.sub(
+            r"^ExecStart=\S+", lambda _m: f"ExecStart={executable}", text, count=1, flags=re.M
+        )
+    if user is not None:
+        if not _USER_NAME.match(user):
+            raise UsageError(f"--user {user!r}: not a valid user name (e.g. edgecam)")
+        text = re.sub(r"^DynamicUser=yes$", f"DynamicUser=yes\nUser={user}", text, flags=re.M)
+    return text
+
+
+def exec_warnings(executable: Path) -> list[str]:
+    if executable.is_relative_to("/home") or executable.is_relative_to("/root"):
+        return [
+            f"{executable} is under /home or /root, which the unit hides (ProtectHome=yes): "
+            f"install edgecam in a venv at {DEFAULT_EXEC.parent.parent}"
+        ]
+    return []
+
+
+def _write(path: Path, text: str, mode: int) -> Callable[[], None]:
+    def action() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(mode)
+        tmp.replace(path)
+
+    return action
+
+
+def _mkdir(path: Path, mode: int) -> Callable[[], None]:
+    return lambda: path.mkdir(mode=mode, parents=True, exist_ok=True)
+
+
+def _systemctl(*args: str) -> Step:
+    def action() -> None:
+        done = subprocess.run(["systemctl", *args], check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise EdgecamError(
+                f"systemctl {' '.join(args)} failed ({done.returncode}): "
+                f"{done.stderr.strip() or done.stdout.strip()}"
+            )
+
+    return Step(f"run systemctl {' '.join(args)}", action)
+
+
+def plan_install(
+    layout: Layout,
+    *,
+    executable: Path | None,
+    user: str | None = None,
+    systemd: bool = False,
+    check_config: Callable[[Path], None] | None = None,
+) -> list[Step]:
+    """Unit (updated if different), example config (never over an existing one), state dir,
+    config check, then daemon-reload + enable --now when `systemd`."""
+    source = data_dir()
+    unit = render_unit(
+        (source / UNIT_NAME).read_text(encoding="utf-8"), executable=executable, user=user
+    )
+    steps = []
+    if layout.unit.is_file() and layout.unit.read_text(encoding="utf-8") == unit:
+        steps.append(Step(f"unit {layout.unit} is up to date"))
+    else:
+        verb = "update" if layout.unit.exists() else "install"
+        steps.append(Step(f"{verb} unit {layout.unit}", _write(layout.unit, unit, 0o644)))
+    if layout.config.exists():
+        steps.append(Step(f"keep existing config {layout.config} (not overwritten)"))
+    else:
+        example = (source / CONFIG_NAME).read_text(encoding="utf-8")
+        steps.append(
+            Step(f"install example config {layout.config}", _write(layout.config, example, 0o644))
+        )
+    for path in (layout.state_dir, layout.models_dir):
+        if path.is_dir():
+            steps.append(Step(f"state directory {path} exists"))
+        else:
+            steps.append(Step(f"create state directory {path}", _mkdir(path, 0o755)))
+    if check_config is not None:
+        config = layout.config
+        steps.append(Step(f"check config {config}", lambda: check_config(config)))
+    if systemd:
+        steps += [_systemctl("daemon-reload"), _systemctl("enable", "--now", UNIT_NAME)]
+    else:
+        steps.append(Step("systemd is not running here: skip daemon-reload and enable --now"))
+    return steps
+
+
+def plan_uninstall(layout: Layout, *, purge: bool = False, systemd: bool = False) -> list[Step]:
+    """Stop and disable, remove the unit; config and state stay unless `purge`."""
+    steps = []
+    if systemd and layout.unit.exists():
+        steps.append(_systemctl("disable", "--now", UNIT_NAME))
+    if layout.unit.exists():
+        steps.append(Step(f"remove unit {layout.unit}", layout.unit.unlink))
+    else:
+        steps.append(Step(f"unit {layout.unit} is not installed"))
+    if systemd:
+        steps.append(_systemctl("daemon-reload"))
+    private = layout.root / "var/lib/private/edgecam"  # where DynamicUser= keeps the state
+    cache = layout.root / "var/cache/edgecam"
+    for path in (layout.config_dir, layout.state_dir, private, cache):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if purge:
+            steps.append(Step(f"remove {path}", _remove(path)))
+        else:
+            steps.append(Step(f"keep {path} (remove with --purge)"))
+    return steps
+
+
+def _remove(path: Path) -> Callable[[], None]:
+    def action() -> None:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+
+    return action
+
+
+def execute(steps: list[Step], *, dry_run: bool, echo: Callable[[str], None]) -> None:
+    """Print each step (prefixed 'would' on a dry run) and do it; stops at the first error."""
+    for step in steps:
+        if step.action is None:
+            echo(f"  {step.description}")
+        elif dry_run:
+            echo(f"would {step.description}")
+        else:
+            echo(step.description)
+            step.action()

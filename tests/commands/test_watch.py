@@ -1,0 +1,207 @@
+"""`edgecam watch`, the subscriber side, as a user runs it: a real process against a real broker.
+
+watch connects, subscribes and says so on stderr; the test then publishes (through MqttSink, or
+hand-made payloads to exercise gap, duplicate and malformed handling) and reads stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from edgecam.config.mqtt import validate_mqtt
+from edgecam.config.outbox import OutboxSection
+from edgecam.core.payload import build_result_payload
+from edgecam.schema import json_schema
+from edgecam.sinks.mqtt import MqttSink, open_mqtt_sink
+from tests.support.mosquitto import PASSWORD, USERNAME, Broker, make_result
+from tests.support.paths import REPO
+
+EDGECAM = [sys.executable, "-m", "edgecam"]
+
+
+class Watch:
+    """`edgecam watch ...` in a subprocess; waits for its 'subscribed' line before returning."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [*EDGECAM, "watch", *args],
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        if "subscribed to" not in line:
+            self.proc.kill()
+            raise AssertionError(f"watch did not subscribe: {line}{self.proc.stderr.read()}")
+
+    def finish(self, timeout: float = 20) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def publisher(broker: Broker) -> Iterator[mqtt.Client]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.fixture
+def sink_for(tmp_path: Path) -> Iterator[Callable[..., MqttSink]]:
+    made: list[MqttSink] = []
+
+    def make(broker: Broker, device: str = "cam1") -> MqttSink:
+        cfg = validate_mqtt({"url": broker.url, "publish_counts": False}, "test")
+        box = OutboxSection(path=tmp_path / f"{device}.db")
+        made.append(open_mqtt_sink(cfg, box, device_id=device, model="ssd_mobilenet_v1"))
+        return made[-1]
+
+    yield make
+    for sink in made:
+        sink.close(2.0)
+
+
+def send(client: mqtt.Client, topic: str, payload: Any) -> None:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    client.publish(topic, data, qos=1).wait_for_publish(5)
+
+
+def test_json_lines_are_the_published_payloads(
+    broker: Broker, sink_for: Callable[..., MqttSink]
+) -> None:
+    watch = Watch("--mqtt", broker.url, "--json", "--count", "5", "--timeout", "20")
+    sink = sink_for(broker)
+    for i in range(5):
+        sink.handle(make_result(i, n=2))
+    code, out, err = watch.finish()
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    detections = [line for line in lines if line["topic"] == "edgecam/cam1/detections"]
+    assert [d["message"]["seq"] for d in detections] == list(range(5))
+    for d in detections:
+        jsonschema.validate(d["message"], json_schema("detections"))
+    assert {"topic": "edgecam/cam1/status", "message": "online"} in lines
+
+
+def test_table_for_one_device_of_many(broker: Broker, sink_for: Callable[..., MqttSink]) -> None:
+    watch = Watch("--mqtt", broker.url, "--device", "cam2", "--count", "3", "--timeout", "20")
+    cam1, cam2 = sink_for(broker, "cam1"), sink_for(broker, "cam2")
+    for i in range(3):
+        cam1.handle(make_result(i, label="car"))
+        cam2.handle(make_result(i, label="person"))
+    code, out, err = watch.finish()
+    assert code == 0, err
+    rows = out.splitlines()
+    assert rows[0].split()[:5] == ["TIME", "DEVICE", "SEQ", "KIND", "LABEL"]
+    data = [r.split() for r in rows[1:] if " detection " in r]
+    assert [(r[1], r[2], r[4], r[5]) for r in data] == [
+        ("cam2", str(i), "person", "0.80") for i in range(3)
+    ]
+    assert "cam1" not in out and "car" not in out
+
+
+def test_gaps_duplicates_and_malformed_are_reported_not_fatal(
+    broker: Broker, publisher: mqtt.Client
+) -> None:
+    watch = Watch("--mqtt", broker.url, "--json", "--count", "3", "--timeout", "20")
+
+    def frame(seq: int) -> dict[str, Any]:
+        return build_result_payload(make_result(seq), device_id="cam9", run_id="r1", seq=seq)
+
+    send(publisher, "edgecam/cam9/detections", frame(0))
+    send(publisher, "edgecam/cam9/detections", b'{"schema": 1, "type": "detections"}')
+    send(publisher, "edgecam/cam9/detections", frame(0))  # QoS 1 redelivery
+    send(publisher, "edgecam/cam9/detections", frame(3))  # seq 1 and 2 lost
+    code, out, err = watch.finish()
+    assert code == 0, err
+    assert [json.loads(x)["message"]["seq"] for x in out.splitlines()] == [0, 0, 3]
+    assert "ignoring malformed message on edgecam/cam9/detections: device_id:" in err
+    assert "duplicate seq 0" in err
+    assert "2 message(s) missing before seq 3" in err
+
+
+def test_timeout_before_count_is_exit_1(broker: Broker) -> None:
+    started = time.monotonic()
+    code, _, err = Watch("--mqtt", broker.url, "--count", "1", "--timeout", "0.5").finish()
+    assert code == 1 and "0 of 1 messages" in err
+    assert time.monotonic() - started < 15
+
+
+def test_unreachable_broker_is_exit_1() -> None:
+    proc = subprocess.run(
+        [*EDGECAM, "watch", "--mqtt", "mqtt://127.0.0.1:1", "--timeout", "1"],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "mqtt://127.0.0.1:1: cannot reach the MQTT broker" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_tls_and_password_from_env(tls_broker: Broker, tmp_path: Path) -> None:
+    assert tls_broker.tls is not None
+    common = [
+        "--mqtt",
+        f"mqtts://{USERNAME}@localhost:{tls_broker.port}",
+        "--ca-file",
+        str(tls_broker.tls.ca),
+        "--password-env",
+        "EDGECAM_TEST_PW",
+    ]
+    watch = Watch(
+        *common, "--json", "--count", "1", "--timeout", "20", env={"EDGECAM_TEST_PW": PASSWORD}
+    )
+    assert PASSWORD not in " ".join(watch.proc.args)  # type: ignore[arg-type]
+    cfg = validate_mqtt(
+        {
+            "url": tls_broker.url,
+            "ca_file": str(tls_broker.tls.ca),
+            "username": USERNAME,
+            "password_env": "EDGECAM_TEST_PW",
+            "publish_counts": False,
+        },
+        "test",
+    )
+    os.environ["EDGECAM_TEST_PW"] = PASSWORD
+    try:
+        sink = open_mqtt_sink(
+            cfg, OutboxSection(path=tmp_path / "o.db"), device_id="cam1", model="m"
+        )
+        sink.handle(make_result(0))
+        code, out, err = watch.finish()
+        sink.close(2.0)
+    finally:
+        del os.environ["EDGECAM_TEST_PW"]
+    assert code == 0, err
+    assert json.loads(out.splitlines()[-1])["message"]["seq"] == 0
+    wrong = subprocess.run(
+        [*EDGECAM, "watch", *common, "--timeout", "1"],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "EDGECAM_TEST_PW": "wrong"},
+    )
+    assert wrong.returncode == 1 and "not authorised" in wrong.stderr
