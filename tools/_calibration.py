@@ -69,6 +69,25 @@ def sample_video(path: Path, count: int) -> list[RGB]:
         cap.release()
 
 
+def check_sources(sources: Sequence[Path]) -> None:
+    """Refuse what :func:`load_frames` would refuse, without decoding anything: cheap enough
+    to run before a long download."""
+    if not sources:
+        raise UsageError("no calibration data given", "pass --calibration DIR_OR_VIDEO")
+    for src in sources:
+        if src.is_dir():
+            list_images(src)
+        elif not (src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES):
+            raise _not_a_source(src)
+
+
+def _not_a_source(src: Path) -> UsageError:
+    return UsageError(
+        f"calibration source {src} is not an image directory, image or video",
+        "pass a directory of images or a .mp4/.avi file",
+    )
+
+
 def load_frames(sources: Sequence[Path], limit: int, video_frames: int = 16) -> list[RGB]:
     """Up to ``limit`` RGB frames from image directories, single images and videos.
 
@@ -85,10 +104,7 @@ def load_frames(sources: Sequence[Path], limit: int, video_frames: int = 16) -> 
         elif src.suffix.lower() in IMAGE_SUFFIXES and src.is_file():
             per_source.append(iter([read_rgb(src)]))
         else:
-            raise UsageError(
-                f"calibration source {src} is not an image directory, image or video",
-                "pass a directory of images or a .mp4/.avi file",
-            )
+            raise _not_a_source(src)
     frames: list[RGB] = []
     while per_source and len(frames) < limit:
         for it in list(per_source):

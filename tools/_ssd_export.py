@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import flatbuffers
 import numpy as np
 import numpy.typing as npt
 
@@ -36,6 +37,23 @@ class PostprocessOptions:
     nms_iou_threshold: float = 0.6
     num_classes: int = 90
     scales: tuple[float, float, float, float] = ssd.DEFAULT_SCALES
+
+    def attributes(self) -> dict[str, Any]:
+        """The op's custom options, as TFLite's kernel reads them."""
+        y, x, h, w = self.scales
+        return {
+            "max_detections": self.max_detections,
+            "max_classes_per_detection": self.max_classes_per_detection,
+            "detections_per_class": self.detections_per_class,
+            "use_regular_nms": self.use_regular_nms,
+            "nms_score_threshold": self.nms_score_threshold,
+            "nms_iou_threshold": self.nms_iou_threshold,
+            "y_scale": y,
+            "x_scale": x,
+            "h_scale": h,
+            "w_scale": w,
+            "num_classes": self.num_classes,
+        }
 
     def signature(self) -> str:
         y, x, h, w = self.scales
@@ -111,7 +129,34 @@ def convert(
             ]
             converter.inference_input_type = tf.uint8 if io_type == "uint8" else tf.int8
             data = converter.convert()
-    return _convert.tf1_detection_outputs(data)
+    data = _convert.tf1_detection_outputs(data)
+    # The converter drops attributes it has no slot for (detections_per_class): set them all.
+    return set_postprocess_options(data, opts.attributes())
+
+
+def set_postprocess_options(data: bytes, values: dict[str, Any]) -> bytes:
+    """The model with its postprocess op's attributes updated (custom options flexbuffer).
+
+    Also how the fidelity report gets the op with the reference graph's per-class NMS from
+    the same converted weights, without converting again.
+    """
+    from flatbuffers import flexbuffers
+
+    schema = _convert._schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    found = 0
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if code.customCode and code.customCode.decode() == _convert.POSTPROCESS_OP:
+            attrs = flexbuffers.Loads(bytes(bytearray(op.customOptions)))
+            attrs.update(values)
+            op.customOptions = list(flexbuffers.Dumps(attrs))
+            found += 1
+    if found != 1:
+        raise ValueError(f"expected one {_convert.POSTPROCESS_OP} op, found {found}")
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _representative(images: npt.NDArray[np.float32]) -> Any:

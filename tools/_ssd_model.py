@@ -9,7 +9,8 @@ lowest layer). Everything uses TF "SAME" padding like the reference: 300 → 19,
 and 320 → 20, 10, 5, 3, 2, 1.
 
 Layer names follow the reference checkpoint scopes with "/" → "__" so checkpoint variables map
-one-to-one (see _checkpoint.py).
+one-to-one (see _ssd_weights.py). Sizes, classes and anchor parameters come from the
+checkpoint's pipeline.config when there is one (_pipeline_config.py).
 """
 
 from __future__ import annotations
@@ -35,12 +36,34 @@ V1_BLOCKS += [(1, 512)] * 5 + [(2, 1024), (1, 1024)]
 
 
 @dataclass(frozen=True)
+class AnchorSpec:
+    """``ssd_anchor_generator`` parameters (defaults: the reference SSD-MobileNet configs)."""
+
+    min_scale: float = 0.2
+    max_scale: float = 0.95
+    aspect_ratios: tuple[float, ...] = ssd.DEFAULT_ASPECT_RATIOS
+    interpolated_scale_aspect_ratio: float = 1.0
+    reduce_boxes_in_lowest_layer: bool = True
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`edgecam.ssd.box_specs` / ``generate_anchors``."""
+        return {
+            "min_scale": self.min_scale,
+            "max_scale": self.max_scale,
+            "aspect_ratios": self.aspect_ratios,
+            "interpolated_scale_aspect_ratio": self.interpolated_scale_aspect_ratio,
+            "reduce_boxes_in_lowest_layer": self.reduce_boxes_in_lowest_layer,
+        }
+
+
+@dataclass(frozen=True)
 class SSDConfig:
     arch: Arch
     size: int
     depth_multiplier: float = 1.0
     num_classes: int = 90  # without background
     min_depth: int = 16
+    anchors: AnchorSpec = field(default_factory=AnchorSpec)
 
     def depth(self, d: float) -> int:
         return max(int(d * self.depth_multiplier), self.min_depth)
@@ -68,7 +91,9 @@ class SSDModel:
 
     @property
     def anchors(self) -> npt.NDArray[np.float32]:
-        return ssd.generate_anchors(self.feature_sizes, image_size=(self.config.size,) * 2)
+        return ssd.generate_anchors(
+            self.feature_sizes, image_size=(self.config.size,) * 2, **self.config.anchors.kwargs()
+        )
 
     def scope(self, unit: Unit) -> str:
         return self.scopes[id(unit.conv)]
@@ -203,7 +228,7 @@ def build(cfg: SSDConfig) -> SSDModel:
         base = "FeatureExtractor/MobilenetV1/Conv2d_13_pointwise"
     feature_units += _extra_layers(b, cfg, maps, base, depthwise=lite)
     trunk = list(b.units)
-    per_location = [len(s) for s in ssd.box_specs(len(maps))]
+    per_location = [len(s) for s in ssd.box_specs(len(maps), **cfg.anchors.kwargs())]
     boxes, scores, heads = [], [], []
     for i, (fmap, n) in enumerate(zip(maps, per_location, strict=True)):
         start = len(b.units)

@@ -53,7 +53,7 @@ def test_list_table_and_json(
     assert "300x300 uint8" in lines["ssd_mobilenet_v1*"]
     assert main(["models", "list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert len(rows) == 9
+    assert len(rows) == 10
     assert rows["ssd_mobilenet_v1"]["status"] == "present" and rows["ssd_mobilenet_v1"]["primary"]
     assert rows["ssdlite_v2"]["path"] is None
 
@@ -93,7 +93,9 @@ def test_info_on_a_missing_model_and_on_a_path(
 ) -> None:
     assert main(["models", "info", "ssdlite_v2", "--models-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "none (no prebuilt download)" in out and "tools/convert_ssd.py" in out
+    assert "none (no prebuilt download)" in out
+    command = "python -m tools.convert_ssd --official ssdlite_mobilenet_v2_coco"
+    assert f"build:          {command} --calibration DIR_OR_VIDEO\n" in out
     assert f"not found in {tmp_path}" in out
     assert main(["models", "info", str(assets / "models" / SSD)]) == 0
     assert "name:           ssd_mobilenet_v1" in capsys.readouterr().out

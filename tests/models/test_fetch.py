@@ -133,7 +133,7 @@ def test_corrupt_file_in_dest_is_replaced(
 def test_ssdlite_has_nothing_to_download(assets: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no prebuilt int8 download, build it"):
         fetch("ssdlite_v2", dest=tmp_path / "dest", progress=False)
-    with pytest.raises(FetchError, match=r"ssdlite_mobilenet_v2_coco_320_int8\.tflite is not in"):
+    with pytest.raises(FetchError, match=r"ssdlite_mobilenet_v2_coco_300_int8\.tflite is not in"):
         fetch("ssdlite_v2", dest=tmp_path / "dest", mirror=assets / "models", progress=False)
 
 

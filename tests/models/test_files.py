@@ -173,7 +173,10 @@ def test_ssdlite_without_local_file_says_how_to_build_it(tmp_path: Path) -> None
         resolve_model("ssdlite_v2", models_dir=tmp_path)
     message = str(info.value)
     assert "no prebuilt int8 download" in message
-    assert "python tools/convert_ssd.py --arch ssdlite_mobilenet_v2" in message
+    assert (
+        "build it: python -m tools.convert_ssd --official ssdlite_mobilenet_v2_coco "
+        "--calibration DIR_OR_VIDEO (" in message
+    )
     assert "ssdlite_mobilenet_v2_coco_2018_05_09.tar.gz" in message
 
 
@@ -255,8 +258,9 @@ def test_local_manifest_registers_a_model(assets: Path, tmp_path: Path) -> None:
 def test_local_manifest_input_must_match_the_file(assets: Path, tmp_path: Path) -> None:
     d = _models_dir(tmp_path, assets)
     shutil.copy(assets / "models" / SSD, d / "ssdlite_mobilenet_v2_coco_320_int8.tflite")
-    with pytest.raises(ModelError, match=r"input shape \[1, 300, 300, 3\], but model ssdlite_v2"):
-        resolve_model("ssdlite_v2", models_dir=d)
+    wrong = r"input shape \[1, 300, 300, 3\], but model ssdlite_v2_320"
+    with pytest.raises(ModelError, match=wrong):
+        resolve_model("ssdlite_v2_320", models_dir=d)
 
 
 def test_manifest_from_environment_and_its_errors(

@@ -35,6 +35,7 @@ def test_shipped_manifest_has_the_expected_models() -> None:
         "mobilenet_v1_0.25_224_float",
         "ssd_mobilenet_v1",
         "ssdlite_v2",
+        "ssdlite_v2_320",
     }
     primary = {n for n, s in manifest.models.items() if s.primary}
     assert primary == {"mobilenet_v2", "ssd_mobilenet_v1"}
@@ -61,13 +62,18 @@ def test_every_asset_model_and_label_file_matches_its_entry(assets: Path) -> Non
 def test_ssdlite_entry_is_a_build_recipe_not_a_download() -> None:
     spec = _shipped().models["ssdlite_v2"]
     assert spec.task == "detection" and spec.url is None and spec.sha256 is None
-    assert (spec.input_width, spec.input_height) == (320, 320)
+    # The checkpoint's pipeline.config: 300x300 (1917 anchors), not the paper's 320.
+    assert (spec.input_width, spec.input_height) == (300, 300)
     assert spec.checkpoint_url == (
-        "http://download.tensorflow.org/models/object_detection/"
+        "https://storage.googleapis.com/download.tensorflow.org/models/object_detection/"
         "ssdlite_mobilenet_v2_coco_2018_05_09.tar.gz"
     )
-    assert spec.build and "tools/convert_ssd.py --arch ssdlite_mobilenet_v2" in spec.build
+    official = "python -m tools.convert_ssd --official ssdlite_mobilenet_v2_coco"
+    assert spec.build == f"{official} --calibration DIR_OR_VIDEO"
     assert spec.paper and spec.paper.arxiv == "1801.04381"
+    variant = _shipped().models["ssdlite_v2_320"]
+    assert (variant.input_width, variant.input_height) == (320, 320)
+    assert variant.build == f"{official} --size 320 --calibration DIR_OR_VIDEO"
 
 
 def test_label_offsets_match_the_label_files() -> None:

@@ -54,7 +54,7 @@ def ssd_v1(
 def ssdlite(asset_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ssdlite")
     argv = [
-        "--arch", "ssdlite_mobilenet_v2", "--random",
+        "--arch", "ssdlite_mobilenet_v2", "--random", "--size", "320",
         "--calibration", str(asset_images), "--calibration-count", "4",
         "--max-detections", "25", "--out", str(out),
     ]  # fmt: skip
