@@ -189,8 +189,10 @@ def _print_spec(spec: ModelSpec) -> None:
         value = getattr(spec, key)
         if value:
             rows.append(("manifest" if key == "source" else key, str(value)))
+        if value and key == "build":
+            rows.append(("", "(in a checkout of the edgecam source, after pip install '.[tools]')"))
     for key, text in rows:
-        print(f"{key + ':':<16}{text}")
+        print(f"{key + ':' if key else '':<16}{text}")
 
 
 def _print_modelinfo(info: ModelInfo) -> None:

@@ -257,7 +257,9 @@ def missing_model_error(spec: ModelSpec, dirs: list[Path]) -> ModelError:
         return ModelError(
             f"model {spec.name}: {spec.file} not found in {where}; it has no prebuilt int8 "
             f"download, build it: {build}{origin}",
-            hint="then put the file in one of those directories",
+            hint="run it in a checkout of the edgecam source after `pip install '.[tools]'`; "
+            "it writes the model and its manifest entry into the first writable of those "
+            "directories (--out DIR to choose)",
         )
     return ModelError(
         f"model {spec.name}: {spec.file} not found in {where}",

@@ -178,6 +178,7 @@ def test_ssdlite_without_local_file_says_how_to_build_it(tmp_path: Path) -> None
         "--calibration DIR_OR_VIDEO (" in message
     )
     assert "ssdlite_mobilenet_v2_coco_2018_05_09.tar.gz" in message
+    assert "checkout of the edgecam source" in message and "pip install '.[tools]'" in message
 
 
 def test_truncated_file(assets: Path, tmp_path: Path) -> None:
