@@ -90,7 +90,7 @@ def live_document(view: LiveView | None) -> dict[str, Any]:
         ]
     occupied: dict[str, list[str]] = {}
     for track in view.tracks:
-        if track.confirmed:
+        if track.confirmed and track.observed:
             for zone in track.zones:
                 occupied.setdefault(zone, []).append(short_id(track.track_id))
     doc["occupied"] = occupied

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
 from edgecam import __version__
 from edgecam.config.root import EdgecamConfig
 from edgecam.config.web import WebSection, is_loopback, parse_web_address
+from edgecam.config.zones import ZoneSection
 from edgecam.core.payload import new_run_id, sanitize_device_id
 from edgecam.errors import UsageError
 from edgecam.pipeline.engine import Engine
@@ -26,11 +27,11 @@ from edgecam.sinks.events import EventsSink
 from edgecam.sinks.mqtt import MqttSink
 from edgecam.web.auth import Authenticator, load_credentials
 from edgecam.web.handler import WebApp
-from edgecam.web.health import PipelineLike, RunInfo, RunView
+from edgecam.web.health import MqttLike, PipelineLike, RunInfo, RunView
 from edgecam.web.metrics import WebMetrics
 from edgecam.web.render import FrameEncoder
 from edgecam.web.server import WebServer, tls_context
-from edgecam.web.sink import WebSink
+from edgecam.web.sink import TrackSource, WebSink
 from edgecam.web.state import BestShots, EventLog, LiveSlot
 
 log = logging.getLogger(__name__)
@@ -88,24 +89,15 @@ def open_web(
         events=events_sink is not None,
         version=__version__,
     )
-    slot = LiveSlot()
-    holder: list[WebSink] = []
-    run = RunView(
+    server, sink = serve(
+        section,
+        config.zones,
         info,
         pipeline=lambda: pipeline[0] if pipeline else None,
         mqtt=mqtt,
         source=source,
-        last_result=lambda: holder[0].last_result if holder else None,
-        max_age_s=section.healthz_max_age_s,
+        tracker=events_sink.engine if events_sink is not None else None,
     )
-    metrics = WebMetrics(run)
-    events = EventLog(section.events_kept, device_id=device_id, run_id=run_id, model=engine.name)
-    shots = BestShots(section.events_kept)
-    sink = WebSink(
-        slot, events, shots, metrics, events_sink.engine if events_sink is not None else None
-    )
-    holder.append(sink)
-    server = start_server(section, config.zones, slot=slot, run=run, metrics=metrics, sink=sink)
     stack.callback(server.stop)
     if events_sink is not None:
         events_sink.add_output(sink)
@@ -113,22 +105,40 @@ def open_web(
     return [sink]
 
 
-def start_server(
+def serve(
     section: WebSection,
-    zones: Sequence[Any],
+    zones: Sequence[ZoneSection],
+    info: RunInfo,
     *,
-    slot: LiveSlot,
-    run: RunView,
-    metrics: WebMetrics,
-    sink: WebSink,
-) -> WebServer:
-    """Build the app and a listening, serving WebServer (SinkError if the port is taken)."""
+    pipeline: Callable[[], PipelineLike | None],
+    mqtt: MqttLike | None,
+    source: object,
+    tracker: TrackSource | None,
+) -> tuple[WebServer, WebSink]:
+    """The sink and a listening, serving WebServer (SinkError if the port is taken,
+    ConfigError if a credential or TLS file does not load)."""
     credentials = load_credentials(section)
     tls = (
         tls_context(section.tls_cert_file, section.tls_key_file)
         if section.tls_cert_file is not None and section.tls_key_file is not None
         else None
     )
+    slot = LiveSlot()
+    holder: list[WebSink] = []
+    run = RunView(
+        info,
+        pipeline=pipeline,
+        mqtt=mqtt,
+        source=source,
+        last_result=lambda: holder[0].last_result if holder else None,
+        max_age_s=section.healthz_max_age_s,
+    )
+    metrics = WebMetrics(run)
+    events = EventLog(
+        section.events_kept, device_id=info.device_id, run_id=info.run_id, model=info.model
+    )
+    sink = WebSink(slot, events, BestShots(section.events_kept), metrics, tracker)
+    holder.append(sink)
     encoder = FrameEncoder(
         slot,
         [z.to_zone() for z in zones],
@@ -141,7 +151,7 @@ def start_server(
         auth=Authenticator(credentials, session_s=section.session_hours * 3600),
         slot=slot,
         encoder=encoder,
-        events=sink.events,
+        events=events,
         shots=sink.shots,
         metrics=metrics,
         run=run,
@@ -155,7 +165,7 @@ def start_server(
     app.counters = counters
     metrics.collector.web_counters = counters
     server.start()
-    return server
+    return server, sink
 
 
 def _announce(section: WebSection, port: int) -> None:

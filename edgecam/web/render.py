@@ -105,7 +105,7 @@ def render_live(
     image = fit(to_bgr(frame), max_size)
     image = image.copy() if image is frame.pixels else image  # never draw on the pipeline's
     if with_zones and zones:
-        occupied = {z for t in view.tracks if t.confirmed for z in t.zones}
+        occupied = {z for t in view.tracks if t.confirmed and t.observed for z in t.zones}
         draw_zones(image, zones, occupied)
     output = view.result.output
     if isinstance(output, Detections):

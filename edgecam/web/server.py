@@ -152,7 +152,7 @@ class WebServer(HTTPServer):
         """Stop accepting, wake long-polls and streams, close client sockets, join threads."""
         deadline = time.monotonic() + timeout
         self.app.stopping.set()
-        self.app.slot.wake_all()
+        self.app.slot.close()
         if self._thread is not None:
             self.shutdown()
             self._thread.join(max(0.1, deadline - time.monotonic()))

@@ -57,6 +57,7 @@ class LiveSlot:
         self._cond = threading.Condition()
         self._view: LiveView | None = None
         self._waiting = 0
+        self._closed = False
 
     def publish(self, view: LiveView) -> None:
         with self._cond:
@@ -68,23 +69,25 @@ class LiveSlot:
         return self._view
 
     def wait_newer(self, after_seq: int, timeout: float) -> LiveView | None:
-        """The latest view if its seq is above ``after_seq``, waiting up to ``timeout`` s."""
+        """The latest view if its seq is above ``after_seq``, waiting up to ``timeout`` s
+        (None at the timeout, or at once after close())."""
         deadline = time.monotonic() + timeout
         with self._cond:
             self._waiting += 1
             try:
                 while self._view is None or self._view.seq <= after_seq:
                     left = deadline - time.monotonic()
-                    if left <= 0:
+                    if left <= 0 or self._closed:
                         return None
                     self._cond.wait(left)
                 return self._view
             finally:
                 self._waiting -= 1
 
-    def wake_all(self) -> None:
-        """Release every waiting client (the server is stopping)."""
+    def close(self) -> None:
+        """Release every waiting client, now and later (the server is stopping)."""
         with self._cond:
+            self._closed = True
             self._cond.notify_all()
 
 

@@ -78,7 +78,7 @@ def _draw_zone(page: Any, tmp_path: Path, docs: Path) -> str:
         "document.getElementById('zone-toml').textContent.includes('name = \"floor\"') && "
         "document.getElementById('zone-toml').textContent.includes('person')",
     )
-    toml_text = page.inner_text("#zone-toml")
+    toml_text = str(page.inner_text("#zone-toml"))
     zone_file = tmp_path / "floor.toml"
     zone_file.write_text(toml_text)
     [zone] = read_toml(zone_file)["zones"]
@@ -149,7 +149,7 @@ def _health(page: Any, docs: Path) -> None:
     _wait_js(page, "document.querySelectorAll('#health-cards .card').length >= 10")
     _wait_js(page, "document.getElementById('health-cards').textContent.includes('connected')")
     cards = page.inner_text("#health-cards")
-    assert "healthy" in cards and "litert" in cards or "tflite" in cards, cards
+    assert "healthy" in cards and ("litert" in cards or "tflite" in cards), cards
     assert page.locator("#health-stages tr").count() >= 4
     assert page.inner_text("#health-badge") == "healthy"
     save_screenshot(page.screenshot(), docs / "web-health.png")
