@@ -26,10 +26,10 @@ from edgecam.sinks.base import Sink
 from edgecam.sinks.events import EventsSink
 from edgecam.sinks.mqtt import MqttSink
 from edgecam.web.auth import Authenticator, load_credentials
-from edgecam.web.handler import WebApp
 from edgecam.web.health import MqttLike, PipelineLike, RunInfo, RunView
 from edgecam.web.metrics import WebMetrics
 from edgecam.web.render import FrameEncoder
+from edgecam.web.respond import WebApp
 from edgecam.web.server import WebServer, tls_context
 from edgecam.web.sink import TrackSource, WebSink
 from edgecam.web.state import BestShots, EventLog, LiveSlot

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecam.errors import ConfigError, SinkError
-from edgecam.web.handler import Handler, WebApp
+from edgecam.web.handler import Handler
+from edgecam.web.respond import WebApp
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ class WebSink:
         self.slot.publish(LiveView(result, tracks, now))
         self.last_result = now
         self.metrics.observe(result, now - result.monotonic)
-        if tracks:
+        if self.tracker is not None:
             self.shots.observe(result.frame, tracks)
 
     def close(self, timeout: float = 0.0) -> None:

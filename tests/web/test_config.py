@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from edgecam.config import load_config
 from edgecam.config.web import is_loopback, parse_web_address
 from edgecam.errors import ConfigError
 from edgecam.web.auth import hash_password
+from edgecam.web.respond import PAGES, STATIC
 from tests.support.paths import REPO
 
 HASH = hash_password("a long passphrase", n=2**10)
@@ -112,3 +116,18 @@ def test_off_by_default_and_on_loopback_in_the_example_service_config() -> None:
     assert not load_config(None).web.enabled
     example = load_config(REPO / "systemd" / "edgecam.toml").web
     assert example.enabled and is_loopback(example.bind) and not example.has_auth
+
+
+@pytest.mark.slow
+def test_the_page_ships_in_the_wheel(tmp_path: Path) -> None:
+    """The static files are package data: a pip-installed edgecam serves the same page."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("edgecam-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = {f"edgecam/web/static/{n}" for n in (*STATIC, *PAGES.values())}
+    assert static <= names, static - names

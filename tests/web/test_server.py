@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecam.web.handler import STATIC, load_static
+from edgecam.web.respond import STATIC, load_static
 from tests.web.serving import served
 
 
