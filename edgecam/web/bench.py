@@ -42,6 +42,7 @@ from edgecam.sources.open import open_source
 from edgecam.web.app import serve
 from edgecam.web.health import RunInfo
 from edgecam.web.server import WebServer
+from edgecam.web.sink import WebSink
 
 MODES = ("no web", "web, 0 clients", "web, 1 client")
 #: The issue's budget: fps lost with nobody watching / with one viewer.
@@ -56,6 +57,8 @@ class Round:
     cpu_ms_per_frame: float
     background_cpu_percent: float
     encoded: int
+    sink_us_per_frame: float  # the web sink's own time on the output thread, per frame
+    encode_ms: float  # mean time to draw and encode one live JPEG (web client threads)
 
 
 def _info(engine: Engine, source: Source, threads: int) -> RunInfo:
@@ -110,6 +113,7 @@ def _round(
         sinks: list[Sink] = [null, events]
         holder: list[Pipeline] = []
         server: WebServer | None = None
+        web_sinks: list[WebSink] = []
         viewer = None
         if mode != "no web":
             server, sink = serve(
@@ -123,6 +127,7 @@ def _round(
             )
             events.add_output(sink)
             sinks.append(sink)
+            web_sinks.append(sink)
             if mode == "web, 1 client":
                 viewer = _viewer(f"http://127.0.0.1:{server.port}", web.fps)
         try:
@@ -142,7 +147,9 @@ def _round(
             events.close()
             null.close()
     others = (after - busy - own) if busy is not None and after is not None else 0.0
-    encoded = server.app.encoder.encoded if server is not None else 0
+    encoder = server.app.encoder if server is not None else None
+    encoded = encoder.encoded if encoder is not None else 0
+    sink_s = web_sinks[0].busy_s if web_sinks else 0.0
     return Round(
         mode=mode,
         frames=summary.processed,
@@ -150,6 +157,8 @@ def _round(
         cpu_ms_per_frame=round(own * 1000 / max(1, summary.processed), 3),
         background_cpu_percent=round(max(0.0, 100 * others / elapsed), 1),
         encoded=encoded,
+        sink_us_per_frame=round(sink_s * 1e6 / max(1, summary.processed), 1),
+        encode_ms=round(encoder.busy_s * 1000 / encoded, 2) if encoder and encoded else 0.0,
     )
 
 
@@ -210,6 +219,8 @@ def _report(
         modes[mode] = {
             "fps": round(statistics.median(r.fps for r in runs), 2),
             "cpu_ms_per_frame": round(statistics.median(r.cpu_ms_per_frame for r in runs), 3),
+            "sink_us_per_frame": round(statistics.median(r.sink_us_per_frame for r in runs), 1),
+            "encode_ms": round(statistics.median(r.encode_ms for r in runs), 2),
             "fps_cost_percent": fps_cost,
             "cpu_cost_percent": cpu_cost,
             "target_percent": target,
@@ -254,6 +265,12 @@ def format_web_report(report: dict[str, Any]) -> str:
         )
     rounds = [r for m in report["modes"].values() for r in m["rounds"]]
     busiest = max(r["background_cpu_percent"] for r in rounds)
+    for name, mode in report["modes"].items():
+        if name != "no web":
+            lines.append(
+                f"{name}: web sink {mode['sink_us_per_frame']:.0f} µs per frame on the output "
+                f"thread; {mode['encode_ms']:.1f} ms per live JPEG"
+            )
     lines.append(
         "(costs against 'no web', median over the rounds: fps lost, and extra CPU per frame, "
         f"which the verdict uses; other processes used up to {busiest:.0f} % CPU meanwhile)"
