@@ -57,8 +57,8 @@ class Round:
     cpu_ms_per_frame: float
     background_cpu_percent: float
     encoded: int
-    sink_us_per_frame: float  # the web sink's own time on the output thread, per frame
-    encode_ms: float  # mean time to draw and encode one live JPEG (web client threads)
+    sink_us_per_frame: float  # the web sink's CPU time on the output thread, per frame
+    encode_ms: float  # mean CPU time to draw and encode one live JPEG (web client threads)
 
 
 def _info(engine: Engine, source: Source, threads: int) -> RunInfo:
@@ -268,8 +268,8 @@ def format_web_report(report: dict[str, Any]) -> str:
     for name, mode in report["modes"].items():
         if name != "no web":
             lines.append(
-                f"{name}: web sink {mode['sink_us_per_frame']:.0f} µs per frame on the output "
-                f"thread; {mode['encode_ms']:.1f} ms per live JPEG"
+                f"{name}: web sink {mode['sink_us_per_frame']:.0f} µs CPU per frame on the output "
+                f"thread; {mode['encode_ms']:.1f} ms CPU per live JPEG"
             )
     lines.append(
         "(costs against 'no web', median over the rounds: fps lost, and extra CPU per frame, "

@@ -10,10 +10,12 @@ in the README ("Prometheus metrics") for Grafana.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
@@ -151,19 +153,20 @@ class WebMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.detections = Counter(
+        self.detections = PromCounter(
             "edgecam_detections",
             "objects detected per label (classifiers: the top-1 label)",
             ["label"],
             registry=self.registry,
         )
-        self.events = Counter(
+        self.events = PromCounter(
             "edgecam_events",
             "tracked-object events (new, update, end) per label",
             ["type", "label"],
             registry=self.registry,
         )
         self._stage_children = {s: self.stage.labels(stage=s) for s in STAGES}
+        self._detection_children: dict[str, Any] = {}
         self.collector = RunCollector(run)
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)
@@ -182,10 +185,17 @@ class WebMetrics:
         self.latency.observe(latency_s)
         output = result.output
         if isinstance(output, Detections):
-            for label in output.label:
-                self.detections.labels(label=label).inc()
+            for label, count in Counter(output.label).items():
+                self._detected(label).inc(count)
         elif len(output):
-            self.detections.labels(label=output.label[0]).inc()
+            self._detected(output.label[0]).inc()
+
+    def _detected(self, label: str) -> Any:
+        """The label's counter child, looked up once (labels() takes a lock and builds a key)."""
+        child = self._detection_children.get(label)
+        if child is None:
+            child = self._detection_children[label] = self.detections.labels(label=label)
+        return child
 
     def event(self, payload: Mapping[str, Any]) -> None:
         self.events.labels(type=str(payload.get("event")), label=str(payload.get("label"))).inc()

@@ -129,7 +129,7 @@ class FrameEncoder:
         self.max_size = max_size
         self.quality = quality
         self.encoded = 0  # frames encoded so far (a metric)
-        self.busy_s = 0.0  # time spent drawing and encoding (in web client threads)
+        self.busy_s = 0.0  # CPU time drawing and encoding (in web client threads)
         self._cache: dict[bool, Encoded] = {}
         self._last = float("-inf")
         self._lock = threading.Lock()
@@ -152,7 +152,7 @@ class FrameEncoder:
             view = self.slot.latest()
             if view is None:
                 return None
-            start = time.perf_counter()
+            start = time.thread_time()
             jpeg = render_live(
                 view,
                 self.zones,
@@ -160,7 +160,7 @@ class FrameEncoder:
                 max_size=self.max_size,
                 quality=self.quality,
             )
-            self.busy_s += time.perf_counter() - start
+            self.busy_s += time.thread_time() - start
             if jpeg is None:
                 return None
             self._last = time.monotonic()

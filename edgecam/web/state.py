@@ -16,17 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edgecam.core.annotate import (
-    crop_rect,
-    draw_box,
-    encode_jpeg,
-    fit,
-    label_colour,
-    to_bgr,
-)
+from edgecam.core.annotate import crop_rect, draw_box, encode_jpeg, label_colour, to_bgr
 from edgecam.core.events import TrackView
 from edgecam.core.payload import build_event_payload
 from edgecam.types import Frame, Result
@@ -34,6 +28,8 @@ from edgecam.types import Frame, Result
 MAX_LIVE_CROPS = 32
 CROP_MAX_SIDE = 320
 CROP_MARGIN = 0.2
+#: A new crop only when the score rose this much: early in a track it rises in small steps.
+MIN_GAIN = 0.02
 SNAPSHOT_QUALITY = 80
 
 
@@ -125,7 +121,7 @@ class BestShots:
             return
         bgr: npt.NDArray[np.uint8] | None = None
         for track in tracks:
-            if not track.observed or track.score <= best.get(track.track_id, -1.0):
+            if not track.observed or track.score < best.get(track.track_id, -1.0) + MIN_GAIN:
                 continue
             if track.track_id not in best and len(best) >= MAX_LIVE_CROPS:
                 continue
@@ -166,9 +162,19 @@ def _crop(bgr: npt.NDArray[np.uint8], track: TrackView) -> _Crop:
     cw, ch = x1 - x0, y1 - y0
     bx0, by0, bx1, by1 = track.xyxy
     box = ((bx0 * w - x0) / cw, (by0 * h - y0) / ch, (bx1 * w - x0) / cw, (by1 * h - y0) / ch)
-    small = fit(bgr[y0:y1, x0:x1], CROP_MAX_SIDE)
-    pixels = np.array(small, np.uint8, copy=True)  # never a view into the pipeline's frame
+    pixels = _shrink(bgr[y0:y1, x0:x1], CROP_MAX_SIDE)
     return _Crop(pixels, box, track.label, track.score)
+
+
+def _shrink(image: npt.NDArray[np.uint8], max_side: int) -> npt.NDArray[np.uint8]:
+    """A private copy, longest side at most max_side. Bilinear, not annotate.fit's INTER_AREA:
+    this runs on the output thread, and for a thumbnail 0.25 ms beats 1.8 ms (a 500x600 crop)."""
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return np.array(image, np.uint8, copy=True)  # never a view into the pipeline's frame
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), np.uint8)
 
 
 def _encode(crop: _Crop) -> bytes:

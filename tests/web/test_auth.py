@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -248,3 +249,33 @@ def test_hash_password_command(tmp_path: Path) -> None:
     assert verify_password("a long passphrase", encoded)
     short = _cli("web", "hash-password", stdin="short\n")
     assert short.returncode == 2 and "use at least 8" in short.stderr
+
+
+@pytest.mark.slow
+def test_a_taken_port_is_one_line_and_exit_1(asset_models: Path, asset_images: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edgecam",
+                "run",
+                "--source",
+                str(asset_images / "pets.jpg"),
+                "--web",
+                str(port),
+                "--sink",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO), "EDGECAM_MODELS_DIR": str(asset_models)},
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"web: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
