@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "service",
     "watch",
     "bench",
+    "web",
 )
 
 log = logging.getLogger("edgecam")

@@ -15,6 +15,7 @@ from edgecam.commands.common import (
 )
 from edgecam.errors import EXIT_OK, UsageError
 from edgecam.pipeline.bench import run_bench
+from edgecam.web.bench import format_web_report, run_web_bench
 
 COLUMNS = ("capture", "preprocess", "invoke", "postprocess", "output")
 #: Background CPU (% of one core) above which the text report warns that numbers are noisy.
@@ -48,6 +49,11 @@ def register(subparsers: Any) -> None:
         help="rounds of raw/sequential/pipeline, fastest reported (noisy machines; default 1)",
     )
     parser.add_argument("--motion", action="store_true", help="also run with motion gating")
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="instead: the web page's cost (no web vs web with 0 and 1 viewers; --repeat rounds)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.set_defaults(handler=bench_command)
 
@@ -83,6 +89,17 @@ def bench_command(args: argparse.Namespace) -> int:
     overrides = model_overrides(args)
     overrides["model.name"] = args.model or "ssd_mobilenet_v1"
     config = load_with_overrides(args, overrides)
+    if args.web:
+        web_report = run_web_bench(
+            config.model,
+            args.source,
+            frames=args.frames,
+            repeat=args.repeat,
+            config=config.pipeline,
+            web=config.web,
+        )
+        print(json.dumps(web_report) if args.json else format_web_report(web_report))
+        return EXIT_OK
     progress = TqdmProgress() if sys.stderr.isatty() else None
     report = run_bench(
         config.model,

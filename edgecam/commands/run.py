@@ -32,6 +32,7 @@ from edgecam.sinks.jsonl import JsonlSink
 from edgecam.sinks.mqtt import open_mqtt_sink
 from edgecam.sinks.snapshots import SnapshotStore
 from edgecam.sources import ReconnectPolicy, open_source
+from edgecam.web.app import open_web, web_overrides
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,11 @@ def register(subparsers: Any) -> None:
         default=None,
         help="track objects and publish new/update/end events and counts",
     )
+    parser.add_argument(
+        "--web",
+        metavar="[HOST:]PORT",
+        help="serve the live page and /metrics, e.g. 8080 (loopback) or 0.0.0.0:8080 (needs auth)",
+    )
     parser.set_defaults(handler=run_command)
 
 
@@ -95,6 +101,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "output.device_id": args.device_id,
         "mqtt.url": args.mqtt,
         "events.enabled": args.events,
+        **web_overrides(args.web),
     }
 
 
@@ -164,6 +171,9 @@ def _run_pipeline(
             stack=stack,
             hooks=hooks,
             pipeline=holder,
+        )
+        sinks += open_web(
+            config, stack=stack, sinks=sinks, pipeline=holder, source=source, engine=engine
         )
         pipeline = Pipeline(
             source,

@@ -24,6 +24,7 @@ from edgecam.config.snapshots import SnapshotsSection
 from edgecam.config.source import SourceSection
 from edgecam.config.stats import StatsSection
 from edgecam.config.tracking import TrackingSection
+from edgecam.config.web import WebSection
 from edgecam.config.zones import ZoneList
 
 if sys.version_info >= (3, 11):
@@ -64,6 +65,7 @@ class EdgecamConfig(Section):
     snapshots: SnapshotsSection = Field(default_factory=_default(SnapshotsSection))
     service: ServiceSection = Field(default_factory=_default(ServiceSection))
     logging: LoggingSection = Field(default_factory=_default(LoggingSection))
+    web: WebSection = Field(default_factory=_default(WebSection))
 
     @model_validator(mode="after")
     def _stop_budget(self) -> EdgecamConfig:

@@ -100,6 +100,25 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackView:
+    """A live track as the engine sees it after the latest update (for live displays).
+
+    confirmed: it has had its ``new`` event (tentative tracks may still be false positives);
+    observed: detected in the latest frame (else it is coasting and xyxy is where it was last
+    seen); zones: the zones it is in, after inertia.
+    """
+
+    track_id: str
+    label: str
+    score: float
+    best_score: float
+    xyxy: Box
+    zones: tuple[str, ...]
+    confirmed: bool
+    observed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class EngineStep:
     """Events of one update, and the per-label counts that *changed* (publish these retained)."""
 
@@ -114,6 +133,7 @@ class _Open:
         "best",
         "confirmed",
         "frame_size",
+        "last_seq",
         "n_events",
         "presence",
         "reported",
@@ -130,6 +150,7 @@ class _Open:
         self.reported = 0.0  # best score as last published
         self.n_events = 0
         self.frame_size = (0, 0)
+        self.last_seq = -1  # frame seq of the latest observation
 
 
 class _LazyCopy:
@@ -174,6 +195,22 @@ class EventEngine:
     def counts(self) -> dict[str, int]:
         """Confirmed, not yet ended objects per label (0 for labels seen earlier in the run)."""
         return dict(self._counts)
+
+    def tracks(self) -> tuple[TrackView, ...]:
+        """Every live track after the latest update, tentative ones included."""
+        return tuple(
+            TrackView(
+                track_id=st.track.track_id,
+                label=st.track.label,
+                score=st.track.score,
+                best_score=st.best.score if st.best is not None else st.track.score,
+                xyxy=st.track.xyxy,
+                zones=st.presence.current,
+                confirmed=st.confirmed,
+                observed=st.last_seq == self._last_seq,
+            )
+            for st in self._open.values()
+        )
 
     def update(
         self, result: Result, frame: Frame | None = None, frames_skipped: int = 0
@@ -226,6 +263,7 @@ class EventEngine:
         pixels: _LazyCopy,
     ) -> Event | None:
         st.track = track
+        st.last_seq = result.seq
         st.scores.append(track.score)
         if st.best is None or track.score > st.best.score:
             st.best = BestShot(result.seq, result.timestamp, track.score, track.xyxy, pixels.get())

@@ -59,6 +59,10 @@ class EventsSink:
         self._last_seq: int | None = None
         self.events_published = 0
 
+    def add_output(self, output: EventOutput) -> None:
+        """One more receiver of events and counts (the web page joins after the sinks exist)."""
+        self.outputs = (*self.outputs, output)
+
     def handle(self, result: Result) -> None:
         # Frames the pipeline dropped (live sources) show as gaps in the source's seq; the
         # tracker advances its predictions over them instead of seeing a jump.
