@@ -4,7 +4,8 @@ Headless Chromium loads the page served by `edgecam run` (detector, events, a br
 live picture change, draws a zone by clicking on it, reads the generated TOML and has
 `edgecam config check` accept it, edits the configured zone by dragging a corner, filters the
 events by label and opens a snapshot, and reads the health numbers. Screenshots of the live
-view, the zone editor, the events and the health tab go to docs/ (the README shows them).
+view, the zone editor, the events and the health tab go to docs/ (the README shows them)
+when EDGECAM_SCREENSHOTS=docs is set.
 Then SIGTERM, as systemd stops the service: exit 0 and the port is closed.
 """
 
@@ -178,7 +179,10 @@ def test_page_in_chromium(
     config = write_config(
         tmp_path / "edgecam.toml", asset_video, extra=f"[mqtt]\nurl = '{broker.url}'\n"
     )
-    docs = REPO / "docs"
+    # The README's screenshots: refreshed with EDGECAM_SCREENSHOTS=docs (a path relative to the
+    # checkout); otherwise taken and checked in a temp dir, so a test run leaves the tree clean.
+    target = os.environ.get("EDGECAM_SCREENSHOTS")
+    docs = REPO / target if target else tmp_path / "screenshots"
     run = RunningEdgecam(config, asset_models)
     started = time.monotonic()
     try:
