@@ -332,7 +332,7 @@ class MqttSink:
     def publish_now(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         """Home Assistant hook: a latest value straight to paho, never queued; False (and
         nothing sent) while disconnected."""
-        if not self._connected or self._closed:
+        if self._closed or not self.client.is_connected():  # paho's view: set before on_connect
             return False
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS

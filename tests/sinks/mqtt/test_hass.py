@@ -278,3 +278,29 @@ def test_a_feature_turned_off_takes_its_entities_away(
     gone = {e.discovery_topic for e in ENTITIES} - kept
     assert col.wait_for(lambda: all(configs(col).get(t) == {} for t in gone), 5)
     assert all(configs(col)[t] for t in kept)
+
+
+def test_states_changed_during_an_outage_are_right_after_it(
+    broker: Broker, sink_factory: SinkFactory, collector_factory: Callable[..., Collector]
+) -> None:
+    """Latest values, not a replay: HA sees the state as it is when the broker is back."""
+    sink = sink_factory()
+    t = CAM.topics
+    col = collector_factory(broker, "edgecam/cam1/#", persistent=False)
+    sink.publish_event(event("new", "a", "person", ["driveway"]))
+    assert col.wait_for(lambda: last(col, t.occupancy("person")) == b"ON", 5)
+    broker.stop()
+    assert wait_until(lambda: sink.state == "disconnected", 5)
+    sink.publish_event(event("end", "a", "person", ["driveway"]))  # while the broker is down
+    assert sink.hass is not None and sink.hass.events_dropped == 2  # camera + zone event
+    broker.start()
+    assert wait_until(lambda: sink.state == "connected", 10)
+    after = collector_factory(broker, "edgecam/cam1/#", client_id="after", persistent=False)
+    wanted = {
+        t.occupancy("person"): b"OFF",
+        t.count("person"): b"0",
+        t.zone_occupancy("driveway", "person"): b"OFF",
+        t.zone_count("driveway", "person"): b"0",
+    }
+    assert after.wait_for(lambda: all(last(after, k) == v for k, v in wanted.items()), 10)
+    assert not after.on("/event")  # no stale event replayed
