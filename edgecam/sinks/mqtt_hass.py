@@ -81,6 +81,8 @@ def plan_hass(
 ) -> HassSetup | None:
     """The camera Home Assistant gets, or None when discovery is off (or MQTT is)."""
     ha = config.homeassistant
+    if ha.enabled and not config.mqtt.enabled:
+        log.warning("homeassistant.enabled needs an MQTT broker ([mqtt] url or --mqtt): off")
     if not ha.enabled or not config.mqtt.enabled:
         return None
     labels = announced_labels(config, model_labels) if detector else ()

@@ -24,10 +24,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edgecam.config.mqtt import validate_mqtt
 from edgecam.config.outbox import OutboxSection
+from edgecam.config.root import EdgecamConfig
 from edgecam.core import hass
+from edgecam.errors import ConfigError
 from edgecam.sinks.mqtt import MqttSink, open_mqtt_sink
 from edgecam.sinks.mqtt_commands import Controls
-from edgecam.sinks.mqtt_hass import HassSetup
+from edgecam.sinks.mqtt_hass import HassSetup, plan_hass
 from tests.support.mosquitto import Broker, Collector
 
 CAM = hass.Camera(
@@ -304,3 +306,47 @@ def test_states_changed_during_an_outage_are_right_after_it(
     }
     assert after.wait_for(lambda: all(last(after, k) == v for k, v in wanted.items()), 10)
     assert not after.on("/event")  # no stale event replayed
+
+
+def _config(**sections: Any) -> EdgecamConfig:
+    return EdgecamConfig.model_validate(
+        {"mqtt": {"url": "mqtt://127.0.0.1"}, "homeassistant": {"enabled": True}, **sections}
+    )
+
+
+COCO = ("person", "bicycle", "car", "tv")
+
+
+def test_plan_picks_labels_zones_and_features_from_the_config() -> None:
+    def plan(config: EdgecamConfig, detector: bool = True) -> hass.Camera:
+        setup = plan_hass(
+            config,
+            device_id="garage",
+            model="ssd_mobilenet_v1",
+            model_labels=COCO,
+            detector=detector,
+            controls=Controls(),
+        )
+        assert setup is not None
+        return setup.camera
+
+    assert plan(_config()).labels == ("person",)  # the default
+    allow = _config(objects={"allow": ["car", "person"]})
+    assert plan(allow).labels == ("car", "person")
+    explicit = _config(
+        homeassistant={"enabled": True, "labels": ["tv"], "device_name": "Garage"},
+        zones=[{"name": "drive", "points": [[0, 0], [1, 0], [1, 1]], "labels": ["car"]}],
+        snapshots={"enabled": True},
+    )
+    cam = plan(explicit)
+    assert (cam.labels, cam.name, cam.snapshots) == (("tv",), "Garage", True)
+    assert cam.zones == (hass.ZoneSpec("drive", ("car",)),)
+    classifier = plan(explicit, detector=False)
+    assert (classifier.labels, classifier.zones, classifier.snapshots) == ((), (), False)
+    with pytest.raises(ConfigError, match=r"homeassistant.labels: unknown label\(s\) unicorn"):
+        plan(_config(homeassistant={"enabled": True, "labels": ["unicorn"]}))
+    off = _config(homeassistant={"enabled": False})
+    assert (
+        plan_hass(off, device_id="g", model="m", model_labels=COCO, detector=True, controls=None)
+        is None
+    )
