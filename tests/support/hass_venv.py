@@ -44,7 +44,6 @@ def _version(python: str) -> tuple[int, int, int] | None:
             text=True,
             timeout=60,
             check=True,
-            env={**os.environ, "PYENV_VERSION": os.environ.get("PYENV_VERSION", "")},
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
