@@ -1,5 +1,5 @@
-"""Where edgecam keeps state (outbox, runtime choice), caches and its shipped data files:
-one rule for every module.
+"""Where edgecam keeps state (outbox, runtime choice), caches and its shipped data files, and
+where the project itself lives: one rule for every module.
 
 Under systemd, StateDirectory= / CacheDirectory= set ``$STATE_DIRECTORY`` / ``$CACHE_DIRECTORY``
 (the only writable places once ProtectSystem=strict and ProtectHome=yes apply); elsewhere the
@@ -8,9 +8,16 @@ XDG base-directory defaults. Relative XDG values are ignored, as the XDG spec as
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def _first(value: str) -> Path:
@@ -61,3 +68,25 @@ def shipped(wheel_path: str, checkout_path: str) -> Path:
     if installed.exists() or not checkout.exists():
         return installed
     return checkout
+
+
+def project_url() -> str | None:
+    """The project's home page: ``[project.urls] Source`` of pyproject.toml, the one place it
+    is set. Read from the checkout when running from one, else from the installed
+    distribution's metadata; None when neither says."""
+    pyproject = _PACKAGE.parent / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            urls = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["urls"]
+            return str(urls["Source"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    try:
+        entries = importlib.metadata.metadata("edgecam").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in entries:
+        name, _, url = str(entry).partition(",")
+        if name.strip().lower() == "source":
+            return url.strip()
+    return None

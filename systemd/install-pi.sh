@@ -15,8 +15,9 @@
 #
 # Options:
 #   --dry-run            print the plan only
-#   --source SPEC        what pip installs (default: this checkout if the script is in one,
-#                        else "edgecam"); a path, wheel, sdist or VCS URL
+#   --source SPEC        what pip installs: a path, wheel, sdist or VCS URL (default: this
+#                        checkout if the script is in one, else $EDGECAM_SOURCE; edgecam is
+#                        not on a package index yet, so there is no further default)
 #   --venv DIR           default /opt/edgecam/venv (not under /home: the unit hides /home)
 #   --models "A B"       manifest names to fetch (default: "ssd_mobilenet_v1 mobilenet_v2")
 #   --models-from DIR    copy the model files from DIR instead of downloading them
@@ -86,7 +87,13 @@ armv6l) die "armv6 (Pi Zero / Pi 1): no TFLite runtime publishes wheels for it" 
 *) die "unsupported machine $ARCH" ;;
 esac
 if [ -z "$SOURCE" ]; then
-    if [ -f "$HERE/../pyproject.toml" ]; then SOURCE="$(cd "$HERE/.." && pwd)"; else SOURCE=edgecam; fi
+    if [ -f "$HERE/../pyproject.toml" ]; then
+        SOURCE="$(cd "$HERE/.." && pwd)"
+    elif [ -n "${EDGECAM_SOURCE:-}" ]; then
+        SOURCE="$EDGECAM_SOURCE"
+    else
+        die "not run from a checkout: pass --source (a path, wheel or sdist of edgecam) or set EDGECAM_SOURCE; edgecam is not on a package index yet"
+    fi
 fi
 # tflite-runtime (the fallback interpreter, and the only one for 32-bit) has cp311 wheels at most.
 if [ "${PY_VERSION#3.}" -le 11 ]; then SPEC="${SOURCE}[tflite]"; else SPEC="$SOURCE"; fi

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real assets in ../shared/assets (override with EDGECAM_ASSETS).
+"""Shared fixtures: the real test assets (see tests/support/paths.py for where they are found).
 
 Missing assets fail the run instead of skipping: a green CI without them would prove nothing.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import ASSETS
+from tests.support.paths import ASSETS, FETCH_COMMAND, missing_required
 
 #: The real Mosquitto fixtures (broker, tls_broker, collector_factory) for every test folder.
 pytest_plugins = ("tests.support.mosquitto",)
@@ -18,9 +18,13 @@ pytest_plugins = ("tests.support.mosquitto",)
 @pytest.fixture(scope="session")
 def assets() -> Path:
     """Root of the real test assets (models/, labels/, images/, video/)."""
-    if not (ASSETS / "models").is_dir():
+    missing = missing_required(ASSETS)
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        shown = ", ".join(missing[:3]) + more
         pytest.fail(
-            f"test assets not found at {ASSETS}: set EDGECAM_ASSETS to the shared/assets folder",
+            f"test assets incomplete at {ASSETS} ({shown}): run `{FETCH_COMMAND}` to fetch "
+            "them into the test cache, or set EDGECAM_ASSETS to a complete asset folder",
             pytrace=False,
         )
     return ASSETS

@@ -21,7 +21,8 @@ from edgecam.core.payload import new_run_id
 from edgecam.dirs import state_dir
 from edgecam.errors import EXIT_OK
 from edgecam.logsetup import setup_logging
-from edgecam.pipeline.engine import open_engine
+from edgecam.pipeline.engine import Engine, open_engine
+from edgecam.pipeline.metrics import cpu_temperature_c
 from edgecam.pipeline.pipeline import Pipeline, PipelineSummary
 from edgecam.secrets import secret_values
 from edgecam.service.hooks import ServiceHooks, install_signal_handlers
@@ -30,6 +31,8 @@ from edgecam.sinks import Sink
 from edgecam.sinks.events import EventOutput, EventsSink, build_event_engine, check_labels
 from edgecam.sinks.jsonl import JsonlSink
 from edgecam.sinks.mqtt import open_mqtt_sink
+from edgecam.sinks.mqtt_commands import Controls, ControlSink
+from edgecam.sinks.mqtt_hass import plan_hass
 from edgecam.sinks.snapshots import SnapshotStore
 from edgecam.sources import ReconnectPolicy, open_source
 from edgecam.web.app import open_web, web_overrides
@@ -164,13 +167,14 @@ def _run_pipeline(
         if hasattr(source, "on_reconnecting"):
             source.on_reconnecting = hooks.on_degraded
         holder: list[Pipeline] = []
+        controls = _controls(config)
         sinks = _open_sinks(
-            config,
-            model=engine.name,
-            labels=engine.labels,
+            _with_hass_tracking(config, engine),
+            engine=engine,
             stack=stack,
             hooks=hooks,
             pipeline=holder,
+            controls=controls,
         )
         sinks += open_web(
             config, stack=stack, sinks=sinks, pipeline=holder, source=source, engine=engine
@@ -182,6 +186,7 @@ def _run_pipeline(
             config=config.pipeline,
             on_result=hooks.on_result,
             on_progress=hooks.on_progress,
+            admit=controls.admit if controls is not None else None,
         )
         holder.append(pipeline)
         summary = pipeline.run(max_frames=config.output.max_frames, stop=stop)
@@ -189,14 +194,41 @@ def _run_pipeline(
     return summary
 
 
+def _controls(config: EdgecamConfig) -> Controls | None:
+    """The switches Home Assistant drives (None: no command topics)."""
+    ha = config.homeassistant
+    if not (ha.enabled and ha.controls and config.mqtt.enabled):
+        return None
+    return Controls(snapshots=config.snapshots.enabled)
+
+
+def _with_hass_tracking(config: EdgecamConfig, engine: Engine) -> EdgecamConfig:
+    """Home Assistant's occupancy and counts come from tracked objects: turn the tracker on
+    (as events.enabled does) for a detection model."""
+    if not (config.homeassistant.enabled and config.mqtt.enabled) or config.events.enabled:
+        return config
+    if engine.task != "detection":
+        return config
+    log.info("homeassistant.enabled: tracking objects (events on) for occupancy and counts")
+    return config.model_copy(update={"events": config.events.model_copy(update={"enabled": True})})
+
+
+def _stats(pipeline: list[Pipeline], engine: Engine) -> dict[str, Any]:
+    """The pipeline's stats plus what Home Assistant's diagnostics show from the host."""
+    stats = pipeline[0].stats() if pipeline else {}
+    stats["runtime"] = f"{engine.runner.runtime} {engine.runner.runtime_version}"
+    stats["cpu_temp_c"] = cpu_temperature_c()
+    return stats
+
+
 def _open_sinks(
     config: EdgecamConfig,
     *,
-    model: str,
-    labels: Sequence[str],
+    engine: Engine,
     stack: ExitStack,
     hooks: ServiceHooks,
     pipeline: list[Pipeline],
+    controls: Controls | None = None,
 ) -> list[Sink]:
     """JSON lines, MQTT and events, each closed by `stack` in the right order.
 
@@ -205,9 +237,11 @@ def _open_sinks(
     outbox keeps whatever the broker did not acknowledge.
     """
     run_id = new_run_id()
+    model, labels = engine.name, engine.labels
     dev = device_id(config.mqtt.device_id or config.output.device_id)
     sinks: list[Sink] = []
     event_outputs: list[EventOutput] = []
+    mqtt = None
     if config.mqtt.enabled:
         # With events on, count/<label> carries the tracker's confirmed objects; per-frame
         # raw counts on the same retained topic would contradict it.
@@ -221,9 +255,16 @@ def _open_sinks(
             config.outbox,
             device_id=dev,
             model=model,
-            stats_provider=lambda: pipeline[0].stats() if pipeline else {},
+            stats_provider=lambda: _stats(pipeline, engine),
             stats_interval_s=config.stats.interval_s,
-            homeassistant=config.homeassistant,
+            homeassistant=plan_hass(
+                config,
+                device_id=dev,
+                model=model,
+                model_labels=labels,
+                detector=engine.task == "detection",
+                controls=controls,
+            ),
             run_id=run_id,
             state_dir=state_dir(config.service.state_dir),
         )
@@ -251,8 +292,13 @@ def _open_sinks(
                 run_id=run_id,
                 outputs=event_outputs,
                 stack=stack,
+                controls=controls,
             )
         )
+    if controls is not None and mqtt is not None and mqtt.hass is not None:
+        topics = mqtt.hass.topics
+        snaps = config.snapshots.options() if config.snapshots.enabled else None
+        sinks.append(ControlSink(controls, topics, mqtt.publish_now, snaps))  # last: see its doc
     return sinks
 
 
@@ -265,6 +311,7 @@ def _open_events(
     run_id: str,
     outputs: Sequence[EventOutput],
     stack: ExitStack,
+    controls: Controls | None = None,
 ) -> EventsSink:
     check_labels(config.objects, config.zones, labels)
     snaps = config.snapshots
@@ -288,6 +335,7 @@ def _open_events(
         model=model,
         snapshots=snaps.options() if snaps.enabled else None,
         store=store,
+        switches=controls,
     )
     stack.callback(sink.close)
     return sink

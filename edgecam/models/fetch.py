@@ -106,6 +106,25 @@ def fetch(
     return FetchOutcome(path, action, label_path, label_action)
 
 
+def download(
+    url: str,
+    target: Path,
+    *,
+    sha256: str | None,
+    size: int | None,
+    allow_loopback_http: bool = False,
+    progress: bool = False,
+    hint: str = "no network? copy the file from elsewhere",
+) -> None:
+    """Stream an HTTPS URL into ``target`` atomically, checking size and sha256 when given
+    (the same code path as model downloads; FetchError on any failure, nothing left behind)."""
+    item = _Item(target.name, url, sha256, size, None)
+    with _open_url(url, allow_loopback_http, hint) as (read, total):
+        if total is not None and size is not None and total != size:
+            raise FetchError(f"{url}: server announces {total} bytes, manifest expects {size}")
+        _install(read, total, target, item, url, progress=progress)
+
+
 @dataclass(frozen=True)
 class _Item:
     """One file to get. spec: set for model files (labels have none)."""
@@ -158,7 +177,11 @@ class _Job:
             if item.spec is not None:
                 raise missing_model_error(item.spec, self.dirs)
             raise FetchError(f"{item.file}: the manifest gives no URL to download it from")
-        with _open_url(item.url, self.allow_loopback_http, self.dirs) as (read, total):
+        hint = (
+            f"no network? copy the file into one of {', '.join(map(str, self.dirs))} "
+            "or use --from DIR / EDGECAM_MODEL_MIRROR"
+        )
+        with _open_url(item.url, self.allow_loopback_http, hint) as (read, total):
             if total is not None and item.size is not None and total != item.size:
                 raise FetchError(
                     f"{item.url}: server announces {total} bytes, manifest expects {item.size}"
@@ -181,7 +204,7 @@ def _is_good(path: Path, item: _Item) -> bool:
 
 @contextmanager
 def _open_url(
-    url: str, allow_loopback_http: bool, dirs: list[Path]
+    url: str, allow_loopback_http: bool, hint: str
 ) -> Iterator[tuple[Callable[[int], bytes], int | None]]:
     if not is_allowed_url(url, loopback_http=allow_loopback_http):
         raise FetchError(f"refusing to download {url}: only https:// URLs are allowed")
@@ -192,10 +215,7 @@ def _open_url(
         raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise FetchError(
-            f"cannot download {url} ({reason}); no network? copy the file into one of "
-            f"{', '.join(map(str, dirs))} or use --from DIR / EDGECAM_MODEL_MIRROR"
-        ) from exc
+        raise FetchError(f"cannot download {url} ({reason}); {hint}") from exc
     with response:
         if not is_allowed_url(response.geturl(), loopback_http=allow_loopback_http):
             raise FetchError(f"{url} redirected to {response.geturl()}: only https:// is allowed")

@@ -170,3 +170,28 @@ def process_age_s() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+THERMAL_DIR = Path("/sys/class/thermal")
+#: Thermal zone types that measure the CPU/SoC (Raspberry Pi: cpu-thermal; x86: x86_pkg_temp).
+_CPU_ZONE_HINTS = ("cpu", "soc", "x86_pkg", "package", "core")
+
+
+def cpu_temperature_c(thermal_dir: Path = THERMAL_DIR) -> float | None:
+    """CPU temperature in °C from sysfs, None where the kernel exposes none (VMs, containers).
+
+    Prefers a zone whose type names the CPU/SoC, else the first readable zone.
+    """
+    zones = sorted(thermal_dir.glob("thermal_zone*"), key=lambda p: (len(p.name), p.name))
+    readings: list[tuple[bool, float]] = []
+    for zone in zones:
+        try:
+            kind = (zone / "type").read_text().strip().lower()
+            value = int((zone / "temp").read_text().strip()) / 1000.0
+        except (OSError, ValueError):
+            continue
+        if -50.0 < value < 150.0:  # a disconnected sensor reads e.g. -273 or 255
+            readings.append((any(h in kind for h in _CPU_ZONE_HINTS), round(value, 1)))
+    if not readings:
+        return None
+    return next((v for cpu, v in readings if cpu), readings[0][1])

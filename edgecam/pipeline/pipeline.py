@@ -130,13 +130,16 @@ class Pipeline:
         config: PipelineSection,
         on_result: Callable[[Result], None] | None = None,
         on_progress: Callable[[PipelineStats], None] | None = None,
+        admit: Callable[[], bool] | None = None,
     ) -> None:
+        """admit: asked per captured frame; False skips inference (detection switched off)."""
         self.source = source
         self.engine = engine
         self.sinks = tuple(sinks)
         self.config = config
         self.on_result = on_result
         self.on_progress = on_progress
+        self.admit = admit
         #: Set once the first result went through the sinks (service readiness).
         self.first_result = threading.Event()
         self._prepare_early = bool(getattr(engine, "prepare_detached", False))
@@ -280,6 +283,10 @@ class Pipeline:
                 self._frames_in += 1
                 self._rate_in.mark()
                 self._timings["capture"].add(capture_ms)
+                if self.admit is not None and not self.admit():
+                    if self._inflight_since is None:  # paused is alive, not hung
+                        self._progress(time.monotonic())
+                    continue
                 if self._gate is not None and not self._gate.check(frame, time.monotonic()).run:
                     self._motion_skipped += 1
                     if self._inflight_since is None:  # a hung interpreter must not look alive

@@ -96,6 +96,15 @@ def render_unit(template: str, *, executable: Path | None, user: str | None) -> 
     return text
 
 
+def with_documentation(unit: str, url: str | None) -> str:
+    """The unit with ``Documentation=<project URL>#run-on-boot`` after ``Description=``: the
+    URL is kept in one place (pyproject.toml), so the shipped unit does not repeat it."""
+    if not url or re.search(r"^Documentation=", unit, flags=re.M):
+        return unit
+    line = f"Documentation={url}#run-on-boot"
+    return re.sub(r"^(Description=.*)$", lambda m: f"{m[1]}\n{line}", unit, count=1, flags=re.M)
+
+
 def exec_warnings(executable: Path) -> list[str]:
     if executable.is_relative_to("/home") or executable.is_relative_to("/root"):
         return [
@@ -146,6 +155,7 @@ def plan_install(
     unit = render_unit(
         (source / UNIT_NAME).read_text(encoding="utf-8"), executable=executable, user=user
     )
+    unit = with_documentation(unit, dirs.project_url())
     steps = []
     if layout.unit.is_file() and layout.unit.read_text(encoding="utf-8") == unit:
         steps.append(Step(f"unit {layout.unit} is up to date"))

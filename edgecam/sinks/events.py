@@ -35,6 +35,16 @@ class EventOutput(Protocol):
     def publish_snapshot(self, label: str, jpeg: bytes) -> bool: ...
 
 
+class Switches(Protocol):
+    """Run-time switches (edgecam.sinks.mqtt_commands.Controls): detection, snapshots."""
+
+    @property
+    def detect(self) -> bool: ...
+
+    @property
+    def snapshots(self) -> bool: ...
+
+
 class EventsSink:
     """Feeds each result to the EventEngine and publishes what it produces."""
 
@@ -48,6 +58,7 @@ class EventsSink:
         model: str,
         snapshots: SnapshotOptions | None = None,
         store: SnapshotStore | None = None,
+        switches: Switches | None = None,
     ) -> None:
         self.engine = engine
         self.outputs = tuple(outputs)
@@ -58,12 +69,23 @@ class EventsSink:
         self.store = store
         self._last_seq: int | None = None
         self.events_published = 0
+        self.switches = switches
+        self._paused = False
 
     def add_output(self, output: EventOutput) -> None:
         """One more receiver of events and counts (the web page joins after the sinks exist)."""
         self.outputs = (*self.outputs, output)
 
     def handle(self, result: Result) -> None:
+        if self.switches is not None and not self.switches.detect:
+            # Detection switched off: end the open tracks once (as a shutdown does), then
+            # ignore the odd frame inferred for a snapshot until detection is back on.
+            if not self._paused:
+                self._paused = True
+                self._last_seq = None
+                self._publish(self.engine.flush())
+            return
+        self._paused = False
         # Frames the pipeline dropped (live sources) show as gaps in the source's seq; the
         # tracker advances its predictions over them instead of seeing a jump.
         skipped = 0 if self._last_seq is None else max(0, result.seq - self._last_seq - 1)
@@ -88,7 +110,7 @@ class EventsSink:
                 output.publish_count(label, count)
 
     def _snapshot(self, event: Event) -> None:
-        if self.snapshots is None:
+        if self.snapshots is None or (self.switches is not None and not self.switches.snapshots):
             return
         jpeg = event_snapshot(event, self.snapshots)
         if jpeg is None:

@@ -27,7 +27,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from edgecam.config.homeassistant import HomeAssistantSection
 from edgecam.config.mqtt import MqttSection
 from edgecam.config.outbox import OutboxSection
 from edgecam.core.payload import (
@@ -48,7 +47,7 @@ from edgecam.sinks.mqtt_client import (
     reason_text,
     set_reconnect_delay,
 )
-from edgecam.sinks.mqtt_hass import Discovery
+from edgecam.sinks.mqtt_hass import HassSetup, HomeAssistantLink
 from edgecam.sinks.mqtt_window import InflightWindow
 from edgecam.sinks.outbox import Outbox, open_outbox
 from edgecam.types import Detections, Result
@@ -73,7 +72,7 @@ class MqttSink:
         model: str,
         stats_provider: StatsProvider | None = None,
         stats_interval_s: float = 10.0,
-        homeassistant: HomeAssistantSection | None = None,
+        homeassistant: HassSetup | None = None,
         run_id: str | None = None,
     ) -> None:
         self.cfg = cfg
@@ -85,7 +84,6 @@ class MqttSink:
         self.endpoint = cfg.endpoint()
         self._stats_provider = stats_provider
         self._stats_interval_s = stats_interval_s
-        self._discovery = Discovery.create(homeassistant, cfg.topic_prefix, device_id, model)
         self._cond = threading.Condition()
         self._acked: list[tuple[int, bool]] = []  # (mid, success) from the network thread
         self._connected = False
@@ -108,6 +106,12 @@ class MqttSink:
             self.endpoint,
             client_id=cfg.client_id or f"edgecam-{device_id}",
             status_topic=self.topic("status"),
+        )
+        # Home Assistant hook: discovery, states from tracks, command topics (mqtt_hass.py).
+        self.hass = (
+            HomeAssistantLink(homeassistant, self.publish_now, qos=cfg.qos)
+            if homeassistant is not None
+            else None
         )
         self._wire_callbacks()
         self._thread = threading.Thread(
@@ -180,10 +184,13 @@ class MqttSink:
         )
         parse_event(payload)
         self._enqueue(self.topic("events"), _dumps(payload), retain=False)
+        if self.hass is not None:  # Home Assistant hook
+            self.hass.on_event(event)
 
     def publish_count(self, label: str, count: int) -> None:
         """Retained `count/<label>` through the outbox (the tracker's object count)."""
-        self._announce_label(label)
+        if self.hass is not None:  # Home Assistant hook: published there, as a latest value
+            return
         self._enqueue(self.topic("count", label), str(int(count)).encode(), retain=True)
 
     def publish_snapshot(self, label: str, jpeg: bytes) -> bool:
@@ -255,17 +262,11 @@ class MqttSink:
     def _update_counts(self, labels: tuple[str, ...]) -> None:
         """Retained per-label count of the latest frame, published only when it changes."""
         now = Counter(labels)
-        for label in now.keys() - self._counts.keys():
-            self._announce_label(label)
         for label in self._counts.keys() | now.keys():
             n = now.get(label, 0)
             if self._counts.get(label) != n:
                 self._counts[label] = n
                 self._enqueue(self.topic("count", label), str(n).encode(), retain=True)
-
-    def _announce_label(self, label: str) -> None:
-        if self._discovery is not None and self._discovery.add(label) and self._connected:
-            self._discovery.announce(self.client, [label])
 
     # -- network thread callbacks (paho's loop thread) --------------------------------------
 
@@ -286,9 +287,8 @@ class MqttSink:
         self._backoff.reset()
         set_reconnect_delay(client, self._backoff.next())
         client.publish(self.topic("status"), "online", qos=1, retain=True)
-        if self._discovery is not None:
-            client.subscribe(self._discovery.status_topic, qos=1)
-            self._discovery.announce(client)
+        if self.hass is not None:  # Home Assistant hook
+            self.hass.on_connect(client)
         where, session = describe(self.endpoint), flags.session_present
         log.info("MQTT connected to %s (session present: %s)", where, session)
         with self._cond:
@@ -324,10 +324,18 @@ class MqttSink:
             self._wake = True
             self._cond.notify_all()
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        """Home Assistant restarted: re-announce so its entities come back."""
-        if self._discovery is not None and message.payload == b"online":
-            self._discovery.announce(self.client)
+    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        """Only the Home Assistant hook subscribes (HA restarts, its configs, commands)."""
+        if self.hass is not None:
+            self.hass.on_message(client, message)
+
+    def publish_now(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        """Home Assistant hook: a latest value straight to paho, never queued; False (and
+        nothing sent) while disconnected."""
+        if self._closed or not self.client.is_connected():  # paho's view: set before on_connect
+            return False
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # -- publisher thread ------------------------------------------------------------------
 
@@ -392,7 +400,7 @@ def open_mqtt_sink(
     model: str,
     stats_provider: StatsProvider | None = None,
     stats_interval_s: float = 10.0,
-    homeassistant: HomeAssistantSection | None = None,
+    homeassistant: HassSetup | None = None,
     run_id: str | None = None,
     state_dir: Path | None = None,
 ) -> MqttSink:

@@ -14,6 +14,7 @@ from edgecam.pipeline.metrics import (
     CpuMeter,
     RateMeter,
     RollingStat,
+    cpu_temperature_c,
     peak_rss_mb,
     process_age_s,
     reset_peak_rss,
@@ -121,3 +122,26 @@ def test_system_busy_time_excludes_idle_and_iowait(tmp_path: Path) -> None:
     assert system_busy_s(tmp_path / "missing") is None
     real = system_busy_s()
     assert real is not None and real > 0
+
+
+def _zone(root: Path, n: int, kind: str, millidegrees: str) -> None:
+    zone = root / f"thermal_zone{n}"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text(kind + "\n")
+    (zone / "temp").write_text(millidegrees + "\n")
+
+
+def test_cpu_temperature_prefers_the_cpu_zone(tmp_path: Path) -> None:
+    """sysfs as a Raspberry Pi 5 and an x86 laptop lay it out (millidegrees Celsius)."""
+    assert cpu_temperature_c(tmp_path / "none") is None  # a VM or container: no zones
+    _zone(tmp_path, 0, "acpitz", "27800")
+    _zone(tmp_path, 1, "iwlwifi_1", "-273000")  # an unplugged sensor: ignored
+    _zone(tmp_path, 10, "x86_pkg_temp", "51234")
+    assert cpu_temperature_c(tmp_path) == 51.2
+    pi = tmp_path / "pi"
+    _zone(pi, 0, "cpu-thermal", "48312")
+    assert cpu_temperature_c(pi) == 48.3
+    other = tmp_path / "other"
+    _zone(other, 0, "board", "30500")
+    (other / "thermal_zone1").mkdir()  # unreadable zone
+    assert cpu_temperature_c(other) == 30.5

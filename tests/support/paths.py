@@ -1,16 +1,23 @@
-"""Where the checkout and the shared test assets are (EDGECAM_ASSETS overrides the latter)."""
+"""Where the checkout and the test assets are.
+
+The asset folder: $EDGECAM_ASSETS if set, else ../shared/assets next to the checkout when it
+exists, else the cache `python -m tools.fetch_assets` fills (see tools/_assets.py, the one
+place this rule lives). conftest.py fails the run, naming the command, when files are missing.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from tools._assets import FETCH_COMMAND, cache_root, locate, missing_required
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def assets_dir() -> Path:
-    env = os.environ.get("EDGECAM_ASSETS")
-    return Path(env) if env else REPO.parent / "shared" / "assets"
+    return locate()[0]
 
 
 ASSETS = assets_dir()
+
+__all__ = ["ASSETS", "FETCH_COMMAND", "REPO", "assets_dir", "cache_root", "missing_required"]

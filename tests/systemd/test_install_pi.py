@@ -191,3 +191,26 @@ def test_help_is_the_header() -> None:
         ["bash", str(SCRIPT), "--help"], capture_output=True, text=True, check=True
     )
     assert "sudo systemd/install-pi.sh" in proc.stdout and "--models-from DIR" in proc.stdout
+
+
+def test_outside_a_checkout_the_source_must_be_given(tmp_path: Path) -> None:
+    """edgecam is not on a package index yet: no silent `pip install edgecam` fallback."""
+    lonely = tmp_path / "install-pi.sh"
+    lonely.write_text(SCRIPT.read_text())
+    release = tmp_path / "os-release"
+    release.write_text(BOOKWORM)
+    args = ["bash", str(lonely), "--dry-run", "--os-release", str(release), "--arch", "aarch64"]
+    env = {k: v for k, v in os.environ.items() if k != "EDGECAM_SOURCE"}
+
+    def run(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            args, capture_output=True, text=True, timeout=60, check=False, env={**env, **extra}
+        )
+
+    refused = run({})
+    assert refused.returncode == 2
+    assert "pass --source" in refused.stderr and "not on a package index" in refused.stderr
+    wheel = "/srv/edgecam-0.1.0-py3-none-any.whl"
+    given = run({"EDGECAM_SOURCE": wheel})
+    assert given.returncode == 0, given.stderr
+    assert any(wheel in " ".join(cmd) for cmd in commands(given.stdout.splitlines()))
