@@ -24,6 +24,16 @@ def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") 
     group.add_argument("--labels", help="comma-separated labels to keep, e.g. person,car")
 
 
+def add_max_pixels_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse images and video frames larger than N pixels, before decoding them "
+        "(source.max_pixels, default 50000000)",
+    )
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", type=Path, help="TOML config file")
     add_set_flag(parser)

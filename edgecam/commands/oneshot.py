@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgecam.commands.common import add_model_flags, load_with_overrides, model_overrides
+from edgecam.commands.common import (
+    add_max_pixels_flag,
+    add_model_flags,
+    load_with_overrides,
+    model_overrides,
+)
 from edgecam.core.payload import classification_list, detections_list
 from edgecam.dirs import state_dir
 from edgecam.errors import EXIT_OK, EXIT_USAGE, EdgecamError, UsageError
@@ -31,6 +36,7 @@ def register(subparsers: Any) -> None:
         add_model_flags(parser, default_help=f"(default: {DEFAULT_MODELS[name]})")
         parser.add_argument("--top-k", type=int, help="classes per image (classify)")
         parser.add_argument("--pretty", action="store_true", help="human-readable table")
+        add_max_pixels_flag(parser)
         if name == "detect":
             parser.add_argument(
                 "--annotate",
@@ -105,6 +111,7 @@ def oneshot_command(args: argparse.Namespace) -> int:
     overrides = model_overrides(args)
     overrides["model.name"] = args.model or DEFAULT_MODELS[args.command_name]
     overrides["model.top_k"] = args.top_k
+    overrides["source.max_pixels"] = args.max_pixels
     config = load_with_overrides(args, overrides)
     engine = open_engine(config.model, state_dir(config.service.state_dir))
     _check_task(engine, args.task, args.command_name)
@@ -112,7 +119,7 @@ def oneshot_command(args: argparse.Namespace) -> int:
     for index, image in enumerate(args.images):
         try:
             frame = Frame(
-                decode_image(image),
+                decode_image(image, max_pixels=config.source.max_pixels),
                 index,
                 time.time(),
                 time.monotonic(),

@@ -11,6 +11,7 @@ from typing import Any
 
 from edgecam.commands.common import (
     add_config_flags,
+    add_max_pixels_flag,
     add_model_flags,
     device_id,
     load_with_overrides,
@@ -51,6 +52,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--loop", action="store_true", default=None, help="replay sources forever")
     parser.add_argument("--max-frames", type=int, help="stop after N processed frames")
+    add_max_pixels_flag(parser)
     parser.add_argument(
         "--sink",
         choices=["jsonl", "none"],
@@ -89,6 +91,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         **model_overrides(args),
         "source.spec": args.source,
         "source.loop": args.loop,
+        "source.max_pixels": args.max_pixels,
         "output.max_frames": args.max_frames,
         "output.jsonl": jsonl,
         "output.every_frame": False if args.detections_only else None,
@@ -152,6 +155,7 @@ def _run_pipeline(
             model_input=(engine.input_spec.width, engine.input_spec.height),
             reconnect=ReconnectPolicy(src.reconnect_initial_s, src.reconnect_max_s, src.give_up_s),
             read_timeout_s=src.read_timeout_s,
+            max_pixels=src.max_pixels,
         )
         stack.callback(source.close)
         if hasattr(source, "on_reconnecting"):
