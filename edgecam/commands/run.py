@@ -13,6 +13,7 @@ from edgecam.commands.common import (
     add_config_flags,
     add_max_pixels_flag,
     add_model_flags,
+    check_output_file,
     device_id,
     load_with_overrides,
     model_overrides,
@@ -103,6 +104,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> int:
     config = load_with_overrides(args, _overrides(args))
+    check_output_file(config.output.jsonl)
     setup_logging(
         args.log_level or config.logging.level,
         config.logging.format,

@@ -12,8 +12,8 @@ from edgecam.errors import EXIT_OK, UsageError
 from edgecam.service.install import (
     DEFAULT_EXEC,
     Layout,
+    check_executable,
     current_executable,
-    exec_warnings,
     execute,
     plan_install,
     plan_uninstall,
@@ -84,11 +84,11 @@ def install_command(args: argparse.Namespace) -> int:
     executable = args.edgecam or current_executable()
     if executable is None:
         print(f"warning: no edgecam executable next to this Python; ExecStart stays {DEFAULT_EXEC}")
-    for warning in exec_warnings(executable or DEFAULT_EXEC):
-        print(f"warning: {warning}")
+    else:
+        check_executable(executable, root=layout.root)
     steps = plan_install(
         layout,
-        executable=executable.absolute() if executable else None,
+        executable=executable,
         user=args.user,
         systemd=systemd,
         check_config=_check,
