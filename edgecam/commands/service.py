@@ -71,6 +71,8 @@ def require_root(root: Path, *, dry_run: bool, euid: int, action: str) -> None:
 
 def _layout(args: argparse.Namespace) -> tuple[Layout, bool]:
     root = args.prefix.resolve()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--prefix {args.prefix}: not a directory")
     require_root(root, dry_run=args.dry_run, euid=os.geteuid(), action=args.service_command)
     return Layout(root), root == Path("/") and systemd_running()
 

@@ -24,15 +24,19 @@ from typing import Any
 from edgecam import dirs
 from edgecam.errors import ModelError
 from edgecam.models.manifest import LabelSpec, Manifest, ModelSpec, parse_manifest
-from edgecam.models.modelinfo import ModelInfo, embedded_label_file, inspect_bytes
+from edgecam.models.modelinfo import (
+    MAX_MODEL_BYTES,
+    ModelInfo,
+    embedded_label_file,
+    inspect_bytes,
+)
 
 log = logging.getLogger(__name__)
 
 ENV_MODELS_DIR = "EDGECAM_MODELS_DIR"
 ENV_MIRROR = "EDGECAM_MODEL_MIRROR"
 ENV_MANIFEST = "EDGECAM_MANIFEST"
-#: Bounds on files read whole: a .tflite for a Pi is tens of MB; labels and manifests are text.
-MAX_MODEL_BYTES = 512 << 20
+#: Labels and manifests are text: a bound on what is read whole (models: MAX_MODEL_BYTES).
 MAX_TEXT_BYTES = 16 << 20
 SYSTEM_MODELS_DIR = Path("/var/lib/edgecam/models")
 

@@ -79,6 +79,8 @@ class VideoFileSource(SourceBase):
         self.frame_count = count if count > 0 else None
 
     def _open(self) -> Any:
+        if self._path.is_fifo():  # a legitimate stream (e.g. a camera tool writing to it)
+            log.warning("%s is a named pipe: waiting for a writer to open it", self._path)
         with native_stderr_to_log(log, "ffmpeg"):
             cap = cv2.VideoCapture(str(self._path), _stream_backend())
         if not cap.isOpened():
@@ -176,7 +178,8 @@ class OpenCVLiveSource(LiveSource):
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(self._read_timeout_s * 1000),
         ]
-        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, timeouts)
+        with native_stderr_to_log(log, "ffmpeg"):
+            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, timeouts)
         if not cap.isOpened():
             cap.release()
             raise SourceError(
@@ -195,7 +198,8 @@ class OpenCVLiveSource(LiveSource):
                 "--source picamera2",
             )
         os.environ.setdefault(V4L_SELECT_TIMEOUT_ENV, str(max(1, math.ceil(self._read_timeout_s))))
-        cap = cv2.VideoCapture(self._target, cv2.CAP_V4L2)
+        with native_stderr_to_log(log, "opencv"):
+            cap = cv2.VideoCapture(self._target, cv2.CAP_V4L2)
         if not cap.isOpened():
             cap.release()
             raise SourceError(

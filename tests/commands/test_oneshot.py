@@ -66,6 +66,17 @@ def test_bad_image_among_good_ones_keeps_good_results(
     assert labels == ["chickadee", "espresso"]
 
 
+def test_pretty_output_escapes_what_a_file_name_would_do_to_the_terminal(
+    asset_images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "bird\x1b]0;pwned\x07\x1b[2J.png"
+    image.write_bytes((asset_images / "bird.png").read_bytes())
+    assert main(["classify", "--pretty", str(image)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "bird\\x1b]0;pwned\\x07\\x1b[2J.png  (512x343" in out
+
+
 def test_detect_annotate_writes_a_jpeg_with_boxes(
     asset_images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -134,6 +134,13 @@ def _cli(*args: str, env_models: Path) -> subprocess.CompletedProcess[str]:
         (["run", "-s", "GARBAGE"], "not a readable video"),
         (["classify", "--labels-file", "/dev/zero", "IMG"], "cannot read label file"),
         (["classify", "--max-pixels", "1000", "IMG"], "over the limit of 0.001"),
+        # found by trying every sub-command with hostile arguments
+        (["run", "-s", "/dev/zero"], "cannot open /dev/zero as a V4L2 capture device"),
+        (["detect", "--annotate", "FILE", "IMG", "IMG"], "not a directory (several images"),
+        (["detect", "--annotate", "FIFO", "IMG"], "a named pipe or socket, expected a file"),
+        (["models", "info", "/dev/zero"], "cannot read model file: is a character device"),
+        (["doctor", "--timeout", "nan"], "--timeout nan: expected a positive number"),
+        (["service", "install", "--prefix", "FILE", "--dry-run"], "--prefix"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(
@@ -143,12 +150,15 @@ def test_user_mistakes_exit_2_with_one_line(
     latin1.write_bytes(b"[output]\ndevice_id = 'caf\xe9'\n")
     garbage = tmp_path / "clip.mp4"
     garbage.write_bytes(b"not a video at all\n")
+    fifo = tmp_path / "out.jpg"
+    os.mkfifo(fifo)
     placeholders = {
         "IMG": str(asset_images / "bird.png"),
         "TMPDIR": str(tmp_path),
         "FILE": str(REPO / "pyproject.toml"),
         "LATIN1": str(latin1),
         "GARBAGE": str(garbage),
+        "FIFO": str(fifo),
     }
     proc = _cli(*(placeholders.get(a, a) for a in args), env_models=asset_models)
     assert proc.returncode == 2, proc.stderr
