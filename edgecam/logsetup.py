@@ -190,8 +190,11 @@ def native_stderr_to_log(
     XNNPACK delegate", "[mov,mp4 @ 0x...] moov atom not found", "Corrupt JPEG data"); a CLI
     whose errors are one line, and journald, should not get that noise ahead of edgecam's own
     message. Each captured line is logged as `prefix: line` at `level` (or `level(line)`).
-    Python-level writes to stderr from other threads meanwhile are captured and logged too
-    (late, not lost); redirections from several threads take turns.
+
+    Only native writes are captured: while fd 2 points at the capture file, Python's
+    `sys.stderr` (when it is fd 2) is swapped for a stream on the original destination, so
+    log lines other threads write meanwhile (edgecam's handler reads `sys.stderr` at each
+    record) go out at once, at their own level. Redirections from several threads take turns.
     """
     with _fd2_lock:
         try:
@@ -199,13 +202,21 @@ def native_stderr_to_log(
         except OSError:  # no usable fd 2 (daemonised without stderr): nothing to redirect
             yield
             return
+        previous = sys.stderr
+        bypass = _stream_on(saved, previous)
         with tempfile.TemporaryFile() as capture:
-            sys.stderr.flush()
+            previous.flush()
             os.dup2(capture.fileno(), 2)
+            if bypass is not None:
+                sys.stderr = bypass
             try:
                 yield
             finally:
-                sys.stderr.flush()
+                if bypass is not None:
+                    bypass.flush()
+                    if sys.stderr is bypass:
+                        sys.stderr = previous
+                    bypass.close()
                 os.dup2(saved, 2)
                 os.close(saved)
                 capture.seek(0)
@@ -214,6 +225,18 @@ def native_stderr_to_log(
                     if line.strip():
                         levelno = level(line) if callable(level) else level
                         logger.log(levelno, "%s: %s", prefix, printable(line))
+
+
+def _stream_on(fd: int, like: IO[str]) -> IO[str] | None:
+    """A text stream on a copy of `fd` encoded like `like`, if `like` writes to fd 2 (else
+    Python's writes never reach fd 2 and need no bypass: pytest's capture, a StringIO)."""
+    try:
+        if like.fileno() != 2:
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    encoding = str(getattr(like, "encoding", None) or "utf-8")
+    return os.fdopen(os.dup(fd), "w", buffering=1, encoding=encoding, errors="backslashreplace")
 
 
 def register_secret(secret: str) -> None:
