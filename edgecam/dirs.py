@@ -8,8 +8,10 @@ XDG base-directory defaults. Relative XDG values are ignored, as the XDG spec as
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,3 +92,33 @@ def project_url() -> str | None:
         if name.strip().lower() == "source":
             return url.strip()
     return None
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of `path`, which must be a regular file of at most `limit` bytes.
+
+    Every file edgecam reads whole (config, password, labels, model, manifest) goes through
+    here, so a hostile path fails with an OSError whose strerror reads as a sentence instead
+    of hanging (a FIFO blocks a plain open() until a writer comes), growing until MemoryError
+    (/dev/zero) or failing later in a confusing way (a directory). Opened non-blocking, then
+    checked on the open descriptor: no race between the check and the read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        for is_kind, kind in _KINDS:
+            if is_kind(mode):
+                raise OSError(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data

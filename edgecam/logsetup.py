@@ -12,11 +12,13 @@ library that logs a connection string cannot leak them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Literal
 
 from edgecam.secrets import MASK
@@ -116,10 +118,26 @@ def journal_connected(stream: IO[str], environ: Mapping[str, str] | None = None)
     return expected == f"{info.st_dev}:{info.st_ino}"
 
 
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` safe to write to a terminal or the journal: every character that is not
+    printable (control characters such as ESC, bidi overrides, lone surrogates) becomes its
+    Python escape (`\\x1b`, `\\u202e`), so foreign text can neither drive the terminal nor
+    make a UTF-8 stream raise. Newlines are kept only when asked (multi-line error lists)."""
+    if text.isprintable():
+        return text
+    if keep_newlines:
+        return "\n".join(printable(line) for line in text.split("\n"))
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def error_line(
     text: str, *, stream: IO[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> str:
-    """`text` for a plain print() to stderr, each line marked `<3>` (error) under the journal."""
+    """`text` for a plain print() to stderr (non-printable characters escaped), each line
+    marked `<3>` (error) under the journal."""
+    text = printable(text, keep_newlines=True)
     if not journal_connected(stream or sys.stderr, environ):
         return text
     return "\n".join(f"<3>{line}" for line in text.splitlines())
@@ -156,6 +174,69 @@ def setup_logging(
         root.addHandler(handler)
     root.setLevel(numeric)
     return handler
+
+
+_fd2_lock = threading.Lock()  # fd 2 is one per process: one redirection at a time
+_NATIVE_LOG_LIMIT = 64 * 1024  # bytes of captured native output turned into log lines
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(
+    logger: logging.Logger, prefix: str, level: int | Callable[[str], int] = logging.DEBUG
+) -> Iterator[None]:
+    """Route what native code (TFLite, OpenCV, FFmpeg, libjpeg) prints on fd 2 into `logger`.
+
+    Those libraries write straight to the process's stderr ("INFO: Created TensorFlow Lite
+    XNNPACK delegate", "[mov,mp4 @ 0x...] moov atom not found", "Corrupt JPEG data"); a CLI
+    whose errors are one line, and journald, should not get that noise ahead of edgecam's own
+    message. Each captured line is logged as `prefix: line` at `level` (or `level(line)`).
+
+    Only native writes are captured: while fd 2 points at the capture file, Python's
+    `sys.stderr` (when it is fd 2) is swapped for a stream on the original destination, so
+    log lines other threads write meanwhile (edgecam's handler reads `sys.stderr` at each
+    record) go out at once, at their own level. Redirections from several threads take turns.
+    """
+    with _fd2_lock:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no usable fd 2 (daemonised without stderr): nothing to redirect
+            yield
+            return
+        previous = sys.stderr
+        bypass = _stream_on(saved, previous)
+        with tempfile.TemporaryFile() as capture:
+            previous.flush()
+            os.dup2(capture.fileno(), 2)
+            if bypass is not None:
+                sys.stderr = bypass
+            try:
+                yield
+            finally:
+                if bypass is not None:
+                    bypass.flush()
+                    if sys.stderr is bypass:
+                        sys.stderr = previous
+                    bypass.close()
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                text = capture.read(_NATIVE_LOG_LIMIT).decode("utf-8", "replace")
+                for line in text.splitlines():
+                    if line.strip():
+                        levelno = level(line) if callable(level) else level
+                        logger.log(levelno, "%s: %s", prefix, printable(line))
+
+
+def _stream_on(fd: int, like: IO[str]) -> IO[str] | None:
+    """A text stream on a copy of `fd` encoded like `like`, if `like` writes to fd 2 (else
+    Python's writes never reach fd 2 and need no bypass: pytest's capture, a StringIO)."""
+    try:
+        if like.fileno() != 2:
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    encoding = str(getattr(like, "encoding", None) or "utf-8")
+    return os.fdopen(os.dup(fd), "w", buffering=1, encoding=encoding, errors="backslashreplace")
 
 
 def register_secret(secret: str) -> None:

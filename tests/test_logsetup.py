@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,13 @@ import pytest
 from edgecam.logsetup import (
     error_line,
     journal_connected,
+    printable,
     register_secret,
     setup_logging,
     syslog_priority,
 )
 from edgecam.secrets import MASK
+from tests.support.paths import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -140,3 +143,50 @@ def test_error_lines_for_print_get_the_error_priority_under_the_journal(tmp_path
 def test_unknown_level_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         setup_logging("verbose")
+
+
+def test_printable_escapes_what_would_drive_a_terminal() -> None:
+    assert printable("person") == "person"
+    assert printable("Ω 猫 🐈 café") == "Ω 猫 🐈 café"  # printable unicode is kept
+    assert printable("a\x1b[2Jb\x07\u202ec\ud800\x00") == "a\\x1b[2Jb\\x07\\u202ec\\ud800\\x00"
+    assert printable("one\ntwo\x1b", keep_newlines=True) == "one\ntwo\\x1b"
+    assert printable("one\ntwo") == "one\\ntwo"
+
+
+_NATIVE_SCRIPT = """
+import logging, os, sys, threading, time
+from edgecam.logsetup import native_stderr_to_log, setup_logging
+setup_logging("info", "plain")
+log = logging.getLogger("edgecam.test")
+inside = threading.Event()
+def other_thread():
+    inside.wait(10)
+    log.warning("from another thread, while native output is captured")
+worker = threading.Thread(target=other_thread)
+worker.start()
+with native_stderr_to_log(log, "native", logging.INFO):
+    os.write(2, b"raw noise from C\\n")
+    inside.set()
+    worker.join(10)
+print("done", file=sys.stderr)
+"""
+
+
+def test_native_output_is_logged_and_other_threads_log_lines_are_not_caught() -> None:
+    """Captured: what C code writes to fd 2 (logged with a prefix). Not captured: the log
+    lines another thread writes meanwhile, which go out at once at their own level."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NATIVE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [x.split(" ", 2)[2] for x in lines[:2]] == [
+        "WARNING edgecam.test: from another thread, while native output is captured",
+        "INFO edgecam.test: native: raw noise from C",
+    ]
+    assert lines[2:] == ["done"]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import socket
 from pathlib import Path
 from typing import Any
 
 from edgecam.config import EdgecamConfig, load_config, parse_overrides
 from edgecam.core.payload import sanitize_device_id
+from edgecam.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") -> None:
@@ -22,6 +27,16 @@ def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") 
     group.add_argument("--threads", type=int, help="interpreter threads (default: all cores)")
     group.add_argument("--threshold", type=float, help="minimum score to report (0..1)")
     group.add_argument("--labels", help="comma-separated labels to keep, e.g. person,car")
+
+
+def add_max_pixels_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse images and video frames larger than N pixels, before decoding them "
+        "(source.max_pixels, default 50000000)",
+    )
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -60,4 +75,31 @@ def load_with_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> 
 
 
 def device_id(config_value: str | None) -> str:
-    return sanitize_device_id(config_value or socket.gethostname())
+    """The configured id (the config already refused one that breaks the rule), else the
+    hostname made into one: the hostname is not user input, so it is adapted, not refused."""
+    if config_value:
+        return config_value
+    hostname = socket.gethostname()
+    derived = sanitize_device_id(hostname)
+    if derived != hostname:
+        log.info("device id %r derived from host name %r (set mqtt.device_id)", derived, hostname)
+    return derived
+
+
+def check_output_file(target: str | None) -> None:
+    """Refuse an output.jsonl (`-o`) that cannot be written before the model loads: a usage
+    mistake (exit 2), not a failure found after start-up. '-' (stdout) and '' (off) pass."""
+    if not target or target == "-":
+        return
+    path = Path(target)
+    problem = None
+    if path.is_dir():
+        problem = "is a directory, expected a file to append JSON lines to"
+    elif not path.parent.is_dir():
+        problem = f"directory {path.parent} does not exist"
+    elif path.exists() and not os.access(path, os.W_OK):
+        problem = "is not writable by this user"
+    elif not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        problem = f"directory {path.parent} is not writable by this user"
+    if problem:
+        raise ConfigError(f"output.jsonl (-o) {target}: {problem}")

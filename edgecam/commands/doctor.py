@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from edgecam.doctor.devices import (
     check_v4l2,
     check_video_group,
 )
-from edgecam.errors import EXIT_FAILURE, EXIT_OK, ConfigError, EdgecamError
+from edgecam.errors import EXIT_FAILURE, EXIT_OK, ConfigError, EdgecamError, UsageError
 from edgecam.models.files import resolve_model
 from edgecam.runtime.interpreter import AUTO_ORDER, available_runtimes
 from edgecam.runtime.select import Attempt, probe_runtimes, record_choice
@@ -68,6 +69,8 @@ def register(subparsers: Any) -> None:
 
 
 def doctor_command(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout < math.inf:  # also refuses nan
+        raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds")
     checks, chosen = gather(args)
     ok = working_path(checks)
     if args.json:

@@ -11,7 +11,9 @@ from typing import Any
 
 from edgecam.commands.common import (
     add_config_flags,
+    add_max_pixels_flag,
     add_model_flags,
+    check_output_file,
     device_id,
     load_with_overrides,
     model_overrides,
@@ -55,6 +57,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--loop", action="store_true", default=None, help="replay sources forever")
     parser.add_argument("--max-frames", type=int, help="stop after N processed frames")
+    add_max_pixels_flag(parser)
     parser.add_argument(
         "--sink",
         choices=["jsonl", "none"],
@@ -98,6 +101,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         **model_overrides(args),
         "source.spec": args.source,
         "source.loop": args.loop,
+        "source.max_pixels": args.max_pixels,
         "output.max_frames": args.max_frames,
         "output.jsonl": jsonl,
         "output.every_frame": False if args.detections_only else None,
@@ -110,6 +114,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> int:
     config = load_with_overrides(args, _overrides(args))
+    check_output_file(config.output.jsonl)
     setup_logging(
         args.log_level or config.logging.level,
         config.logging.format,
@@ -162,6 +167,7 @@ def _run_pipeline(
             model_input=(engine.input_spec.width, engine.input_spec.height),
             reconnect=ReconnectPolicy(src.reconnect_initial_s, src.reconnect_max_s, src.give_up_s),
             read_timeout_s=src.read_timeout_s,
+            max_pixels=src.max_pixels,
         )
         stack.callback(source.close)
         if hasattr(source, "on_reconnecting"):

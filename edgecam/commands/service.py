@@ -12,8 +12,8 @@ from edgecam.errors import EXIT_OK, UsageError
 from edgecam.service.install import (
     DEFAULT_EXEC,
     Layout,
+    check_executable,
     current_executable,
-    exec_warnings,
     execute,
     plan_install,
     plan_uninstall,
@@ -71,6 +71,8 @@ def require_root(root: Path, *, dry_run: bool, euid: int, action: str) -> None:
 
 def _layout(args: argparse.Namespace) -> tuple[Layout, bool]:
     root = args.prefix.resolve()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--prefix {args.prefix}: not a directory")
     require_root(root, dry_run=args.dry_run, euid=os.geteuid(), action=args.service_command)
     return Layout(root), root == Path("/") and systemd_running()
 
@@ -84,11 +86,11 @@ def install_command(args: argparse.Namespace) -> int:
     executable = args.edgecam or current_executable()
     if executable is None:
         print(f"warning: no edgecam executable next to this Python; ExecStart stays {DEFAULT_EXEC}")
-    for warning in exec_warnings(executable or DEFAULT_EXEC):
-        print(f"warning: {warning}")
+    else:
+        check_executable(executable, root=layout.root)
     steps = plan_install(
         layout,
-        executable=executable.absolute() if executable else None,
+        executable=executable,
         user=args.user,
         systemd=systemd,
         check_config=_check,

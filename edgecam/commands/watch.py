@@ -7,12 +7,17 @@ reports gaps and duplicates in each device's `seq` so delivery problems are visi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import math
 import queue
 import sys
 import threading
 import time
 import uuid
+from collections import OrderedDict
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,7 +26,9 @@ import paho.mqtt.client as mqtt
 from edgecam.config import read_toml
 from edgecam.config.mqtt import MqttSection, validate_mqtt, with_url
 from edgecam.errors import EXIT_FAILURE, EXIT_OK, SinkError, UsageError
+from edgecam.logsetup import printable
 from edgecam.schema import (
+    DEVICE_ID_RULE,
     ClassificationMessage,
     CountMessage,
     DetectionsMessage,
@@ -31,12 +38,20 @@ from edgecam.schema import (
     SnapshotMessage,
     StatsMessage,
     StatusMessage,
+    is_device_id,
     parse_message,
     parse_topic,
+    read_json,
 )
 from edgecam.sinks.mqtt_client import FirstOutcome, build_client, describe, first_connect
 
 KINDS = ("detections", "classification", "events", "status", "stats", "count")
+#: Messages waiting to be printed; beyond this (a flood faster than the terminal) they are
+#: counted and dropped instead of growing memory without bound.
+INBOX_LIMIT = 1000
+#: (device, run, stream) keys remembered for gap/duplicate detection; the oldest go first.
+SEQ_KEYS_LIMIT = 10_000
+LABEL_WIDTH = 40  # a longer label is cut (with …) so one message cannot flood the terminal
 DEFAULT_KINDS = "detections,classification,events,status"
 HEADER = (
     f"{'TIME':<12}  {'DEVICE':<14} {'SEQ':>6}  {'KIND':<14} {'LABEL':<18} {'SCORE':>5}  BOX (px)"
@@ -104,29 +119,33 @@ def _filters(prefix: str, device: str, kinds_arg: str) -> list[str]:
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
         raise UsageError(f"--kinds {kinds_arg!r}: expected a comma list of {', '.join(KINDS)}")
-    if device != "+" and (not device or any(c in device for c in "/#+")):
-        raise UsageError(f"--device {device!r}: expected one device id, or + for all devices")
+    if device != "+" and not is_device_id(device):
+        raise UsageError(
+            f"--device {device!r}: expected + for all devices, or one device id of {DEVICE_ID_RULE}"
+        )
     return [f"{prefix}/{device}/{k}" + ("/+" if k == "count" else "") for k in kinds]
 
 
 def watch_command(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise UsageError(f"--count {args.count}: expected a positive number of messages")
-    if args.timeout is not None and args.timeout <= 0:
+    if args.timeout is not None and not 0 < args.timeout < math.inf:
         raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds")
     origin = str(args.config) if args.config else "command line"
     cfg = validate_mqtt(_config_table(args), origin)
     filters = _filters(cfg.topic_prefix, args.device, args.kinds)
-    inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    _tolerant(sys.stdout)
+    inbox = Inbox(INBOX_LIMIT)
     client = _subscribe(cfg, filters, inbox)
+    printer = Printer(sys.stdout, as_json=args.json)
     try:
-        printer = Printer(sys.stdout, as_json=args.json)
         received = _print_loop(inbox, printer, args.count, args.timeout)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
         client.disconnect()
         client.loop_stop()
+        printer.summary(inbox.overflow)
     if args.count is not None and received < args.count:
         print(
             f"edgecam watch: timed out after {args.timeout} s: {received} of {args.count} messages",
@@ -136,9 +155,36 @@ def watch_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _subscribe(
-    cfg: MqttSection, filters: list[str], inbox: queue.Queue[tuple[str, bytes]]
-) -> mqtt.Client:
+def _tolerant(stream: IO[str]) -> None:
+    """A terminal that cannot show a character gets an escape instead of an exception."""
+    if isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="backslashreplace")
+
+
+class Inbox:
+    """Messages from paho's network thread to the printing loop.
+
+    Bounded: a flood faster than the terminal is counted in `overflow`, not queued forever.
+    A topic that is not UTF-8 (paho's `msg.topic` raises on it, which would kill paho's
+    thread) arrives as None, so the printer reports it like any other malformed message.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.queue: queue.Queue[tuple[str | None, bytes]] = queue.Queue(limit)
+        self.overflow = 0  # written by paho's thread only
+
+    def on_message(self, _client: Any, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic: str | None = msg.topic
+        except UnicodeDecodeError:
+            topic = None
+        try:
+            self.queue.put_nowait((topic, bytes(msg.payload)))
+        except queue.Full:
+            self.overflow += 1
+
+
+def _subscribe(cfg: MqttSection, filters: list[str], inbox: Inbox) -> mqtt.Client:
     """Connect (SinkError if refused or unreachable) and wait for the SUBACK, then say so on
     stderr: a script can start publishing once that line appears, nothing will be missed."""
     endpoint = cfg.endpoint()
@@ -155,7 +201,7 @@ def _subscribe(
 
     client.on_connect = on_connect
     client.on_subscribe = lambda *_: subscribed.set()
-    client.on_message = lambda _c, _u, msg: inbox.put((msg.topic, bytes(msg.payload)))
+    client.on_message = inbox.on_message
     first_connect(client, cfg, endpoint, outcome, persistent=False, unreachable_ok=False)
     if not subscribed.wait(cfg.connect_timeout_s):
         client.disconnect()
@@ -170,7 +216,7 @@ def _subscribe(
 
 
 def _print_loop(
-    inbox: queue.Queue[tuple[str, bytes]],
+    inbox: Inbox,
     printer: Printer,
     count: int | None,
     timeout: float | None,
@@ -182,7 +228,7 @@ def _print_loop(
         if wait <= 0:
             break
         try:
-            topic, payload = inbox.get(timeout=min(wait, 0.5))
+            topic, payload = inbox.queue.get(timeout=min(wait, 0.5))
         except queue.Empty:
             continue
         received += printer.show(topic, payload)
@@ -190,20 +236,31 @@ def _print_loop(
 
 
 class Printer:
-    """Formats messages; tracks (device, run, stream) -> last seq to spot gaps and duplicates."""
+    """Formats messages; tracks (device, run, stream) -> last seq to spot gaps and duplicates.
+
+    Nothing a publisher sends can stop it: a malformed message is reported on stderr and
+    counted (`skipped`), and every text that came over the wire is escaped before it reaches
+    the terminal (table mode) or is JSON-escaped (--json).
+    """
 
     def __init__(self, out: IO[str], *, as_json: bool) -> None:
         self.out = out
         self.as_json = as_json
-        self.last_seq: dict[tuple[str, str, str], int] = {}
+        self.last_seq: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self.header_done = False
+        self.skipped = 0
 
-    def show(self, topic: str, payload: bytes) -> int:
+    def show(self, topic: str | None, payload: bytes) -> int:
         """Print one message; returns 1 if it counts toward --count (data, not status)."""
+        if topic is None:
+            self.skipped += 1
+            _warn("skipped a message whose topic is not UTF-8")
+            return 0
         try:
             message = parse_message(topic, payload)
         except PayloadError as exc:
-            print(f"edgecam watch: ignoring malformed message on {topic}: {exc}", file=sys.stderr)
+            self.skipped += 1
+            _warn(f"skipped a malformed message on {topic}: {exc}")
             return 0
         self._check_seq(topic, message)
         if self.as_json:
@@ -215,31 +272,40 @@ class Printer:
         self.out.flush()
         return 0 if isinstance(message, StatusMessage) else 1
 
+    def summary(self, overflow: int) -> None:
+        """One closing line on stderr when anything was not printed."""
+        parts = [f"{self.skipped} malformed"] if self.skipped else []
+        if overflow:
+            parts.append(f"{overflow} arriving faster than they could be printed")
+        if parts:
+            _warn(f"skipped {' and '.join(parts)} message(s) in all")
+
     def _check_seq(self, topic: str, message: Message) -> None:
         if not isinstance(message, DetectionsMessage | ClassificationMessage | EventMessage):
             return
-        key = (message.device_id, message.run_id, parse_topic(topic).kind)
+        key = (message.device_id, message.run_id[:64], parse_topic(topic).kind)
         last = self.last_seq.get(key)
         if last is not None and message.seq <= last:
-            print(
-                f"edgecam watch: {topic}: duplicate seq {message.seq} (QoS 1 redelivery)",
-                file=sys.stderr,
-            )
+            _warn(f"{topic}: duplicate seq {message.seq} (QoS 1 redelivery)")
             return
         if last is not None and message.seq > last + 1:
             missing = message.seq - last - 1
-            print(
-                f"edgecam watch: {topic}: {missing} message(s) missing before seq {message.seq}",
-                file=sys.stderr,
-            )
+            _warn(f"{topic}: {missing} message(s) missing before seq {message.seq}")
         self.last_seq[key] = message.seq
+        self.last_seq.move_to_end(key)
+        if len(self.last_seq) > SEQ_KEYS_LIMIT:
+            self.last_seq.popitem(last=False)
 
     def _table(self, topic: str, message: Message) -> None:
         if not self.header_done:
             self.out.write(HEADER + "\n")
             self.header_done = True
         for row in _rows(parse_topic(topic).device_id, message):
-            self.out.write(row + "\n")
+            self.out.write(printable(row) + "\n")
+
+
+def _warn(text: str) -> None:
+    print(printable(f"edgecam watch: {text}"), file=sys.stderr, flush=True)
 
 
 def _as_json(payload: bytes, message: Message) -> Any:
@@ -249,19 +315,29 @@ def _as_json(payload: bytes, message: Message) -> Any:
         return message.count
     if isinstance(message, SnapshotMessage):
         return {"jpeg_bytes": len(message.jpeg)}
-    return json.loads(payload)
+    return read_json(payload)  # the same bounded reader that just accepted it
 
 
 def _row(*cells: str) -> str:
-    """TIME, DEVICE, SEQ, KIND, LABEL, SCORE, BOX."""
+    """TIME, DEVICE, SEQ, KIND, LABEL, SCORE, BOX; the label escaped and cut to LABEL_WIDTH."""
     clock, device, seq, kind, label, score, box = cells
+    label = printable(label)
+    if len(label) > LABEL_WIDTH:
+        label = label[: LABEL_WIDTH - 1] + "…"
     return f"{clock:<12}  {device:<14} {seq:>6}  {kind:<14} {label:<18} {score:>5}  {box}".rstrip()
+
+
+def _clock(at: datetime) -> str:
+    """Local time of day; UTC where the local offset would leave the calendar (year 1, 9999)."""
+    with contextlib.suppress(OverflowError, ValueError, OSError):
+        at = at.astimezone()
+    return at.strftime("%H:%M:%S.%f")[:12]
 
 
 def _rows(device: str, message: Message) -> list[str]:
     now = time.strftime("%H:%M:%S")
     if isinstance(message, DetectionsMessage | ClassificationMessage):
-        clock = message.captured_at.astimezone().strftime("%H:%M:%S.%f")[:12]
+        clock = _clock(message.captured_at)
         items: list[tuple[str, float, str]] = (
             [(d.label, d.score, "{},{} {},{}".format(*_px(d.box_px))) for d in message.detections]
             if isinstance(message, DetectionsMessage)
@@ -275,7 +351,7 @@ def _rows(device: str, message: Message) -> list[str]:
             for lab, s, box in items
         ]
     if isinstance(message, EventMessage):
-        clock = message.last_seen_at.astimezone().strftime("%H:%M:%S.%f")[:12]
+        clock = _clock(message.last_seen_at)
         extra = f" {message.duration_s:.1f}s zones={','.join(message.zones) or '-'}"
         box = "{},{} {},{}".format(*_px(message.box_px)) + extra
         return [

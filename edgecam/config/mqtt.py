@@ -6,6 +6,7 @@ resolved by `resolve_password` when the sink connects, so `config show` never ne
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from urllib.parse import unquote
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from edgecam.config.base import Section
+from edgecam.config.base import Section, check_device_id
 from edgecam.config.problems import describe_errors, format_problems
+from edgecam.dirs import read_regular_file
 from edgecam.errors import ConfigError
 
 DEFAULT_PORT = 1883
@@ -26,10 +28,9 @@ DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 
 
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PORT_TEXT = re.compile(r"[0-9]{1,5}")
+_NOT_IN_HOST = " /?#@[]\\"
 
 
 _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
@@ -52,21 +53,51 @@ def _port_error(value: object) -> PydanticCustomError:
 
 
 def _check_port(value: str | int) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise _port_error(repr(value)) from None
+    if isinstance(value, str) and not _PORT_TEXT.fullmatch(value):  # int() takes ' 1', '1_0', '١'
+        raise _port_error(repr(value))
+    port = int(value)
     if not 1 <= port <= 65535:
         raise _port_error(port)
     return port
 
 
 def _check_host(host: str) -> str:
-    if not host or any(c in host for c in " /?#@"):
+    """A name or an IP address: no URL syntax, whitespace or control characters."""
+    bad = (
+        not host
+        or len(host) > 253
+        or not host.isprintable()
+        or any(c in host for c in _NOT_IN_HOST)
+    )
+    if bad:
         raise PydanticCustomError(
             "edgecam_host", "{host} is not a host name or address", {"host": repr(host)}
         )
     return host
+
+
+def _url_error(url: str, problem: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "edgecam_url", "{url}: {problem}", {"url": repr(url), "problem": problem}
+    )
+
+
+def _split_host_port(hostport: str, url: str) -> tuple[str, str]:
+    """`host[:port]` or `[IPv6]` + optional `:port`; the brackets must close and hold an
+    IPv6 address, and nothing but a port may follow them."""
+    if not hostport.startswith("["):
+        host, _, port_text = hostport.partition(":")
+        return host, port_text
+    inside, closed, after = hostport[1:].partition("]")
+    if not closed:
+        raise _url_error(url, "unclosed '[' around an IPv6 address, e.g. mqtt://[::1]:1883")
+    if after and not after.startswith(":"):
+        raise _url_error(url, f"unexpected {after!r} after the IPv6 address")
+    try:
+        ipaddress.IPv6Address(inside.partition("%")[0])
+    except ValueError:
+        raise _url_error(url, f"{inside!r} in brackets is not an IPv6 address") from None
+    return inside, after[1:]
 
 
 def parse_mqtt_url(url: str) -> Endpoint:
@@ -94,11 +125,7 @@ def parse_mqtt_url(url: str) -> Endpoint:
             "edgecam_url",
             "a password in the URL is visible in `ps`: use mqtt.password_file or password_env",
         )
-    if hostport.startswith("["):  # [IPv6]:port
-        host, _, port_part = hostport[1:].partition("]")
-        port_text = port_part.removeprefix(":")
-    else:
-        host, _, port_text = hostport.partition(":")
+    host, port_text = _split_host_port(hostport, url)
     port = _check_port(port_text) if port_text else (DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
     return Endpoint(_check_host(host), port, tls, unquote(userinfo) if at else None)
 
@@ -167,16 +194,7 @@ class MqttSection(Section):
     def _prefix(cls, value: str) -> str:
         return check_topic_prefix(value)
 
-    @field_validator("device_id")
-    @classmethod
-    def _device(cls, value: str | None) -> str | None:
-        if value is not None and not _DEVICE_ID.match(value):
-            raise PydanticCustomError(
-                "edgecam_device_id",
-                "{value} is not one MQTT topic level: use 1-64 of A-Z a-z 0-9 _ . -",
-                {"value": repr(value)},
-            )
-        return value
+    _device = field_validator("device_id")(check_device_id)
 
     @field_validator("password_env")
     @classmethod
@@ -284,9 +302,14 @@ def resolve_password(cfg: MqttSection, environ: dict[str, str] | None = None) ->
         return env[cfg.password_env]
     if cfg.password_file:
         try:
-            return cfg.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            data = read_regular_file(cfg.password_file, 64 * 1024)
+            return data.decode("utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(
                 f"mqtt.password_file: cannot read {cfg.password_file}: {exc.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"mqtt.password_file: {cfg.password_file} is not UTF-8 text"
             ) from None
     return None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from edgecam.config.base import Section
+from edgecam.config.base import Section, check_device_id
 
 
 class OutputSection(Section):
@@ -14,3 +14,5 @@ class OutputSection(Section):
     every_frame: bool = Field(True, description="JSON lines for frames without detections too")
     max_frames: int | None = Field(None, ge=1)
     device_id: str | None = Field(None, description="default: the hostname, sanitised for MQTT")
+
+    _device = field_validator("device_id")(check_device_id)

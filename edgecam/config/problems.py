@@ -8,7 +8,6 @@ masked) and what is allowed, e.g. ``edgecam.toml: mqtt.port: 99999 is not a vali
 from __future__ import annotations
 
 import difflib
-import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -18,10 +17,6 @@ import annotated_types
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 from edgecam.secrets import MASK, SECRET_KEYS, mask_url_password
 
 
@@ -134,14 +129,19 @@ def _origin_of(path: str, origin: str, overridden: Mapping[str, Any]) -> str:
     return origin
 
 
+_SHOWN_MAX = 80  # characters of a bad value quoted in a message: one line stays one line
+
+
 def _shown(where: _Where, value: Any) -> str:
     if where.is_secret():
         return MASK
     if isinstance(value, str):
-        return repr(mask_url_password(value))
-    if isinstance(value, bool):
+        text = repr(mask_url_password(value))
+    elif isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value)
+    else:
+        text = repr(value)
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 1] + "…"
 
 
 def _problem(where: _Where, errors: list[dict[str, Any]]) -> str:

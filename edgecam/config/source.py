@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from edgecam.config.base import Section
+from edgecam.sources.base import DEFAULT_MAX_PIXELS
 
 
 class SourceSection(Section):
@@ -17,6 +18,13 @@ class SourceSection(Section):
     height: int | None = Field(None, ge=16, le=8192)
     fps: float | None = Field(None, gt=0, le=240)
     loop: bool = False
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        le=2_000_000_000,
+        description="largest image or video frame decoded (width x height); larger ones are "
+        "refused before decoding (about 3 bytes of memory per pixel)",
+    )
     reconnect_initial_s: float = Field(0.5, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
     read_timeout_s: float | None = Field(

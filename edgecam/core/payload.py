@@ -41,7 +41,9 @@ def new_run_id() -> str:
 
 
 def sanitize_device_id(name: str) -> str:
-    """Make a hostname safe as one MQTT topic level: no '/', '+', '#', spaces or control chars."""
+    """The default device id from the host name, which is not user input, so it is adapted
+    rather than refused: lower case, what the device-id rule (edgecam.schema.is_device_id)
+    does not allow becomes '-', cut to 64. Ids the user gives are checked, never rewritten."""
     cleaned = _MQTT_UNSAFE.sub("-", name.strip()).strip("-.").lower()
     return cleaned[:64] or "edgecam"
 

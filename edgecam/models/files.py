@@ -24,13 +24,20 @@ from typing import Any
 from edgecam import dirs
 from edgecam.errors import ModelError
 from edgecam.models.manifest import LabelSpec, Manifest, ModelSpec, parse_manifest
-from edgecam.models.modelinfo import ModelInfo, embedded_label_file, inspect_bytes
+from edgecam.models.modelinfo import (
+    MAX_MODEL_BYTES,
+    ModelInfo,
+    embedded_label_file,
+    inspect_bytes,
+)
 
 log = logging.getLogger(__name__)
 
 ENV_MODELS_DIR = "EDGECAM_MODELS_DIR"
 ENV_MIRROR = "EDGECAM_MODEL_MIRROR"
 ENV_MANIFEST = "EDGECAM_MANIFEST"
+#: Labels and manifests are text: a bound on what is read whole (models: MAX_MODEL_BYTES).
+MAX_TEXT_BYTES = 16 << 20
 SYSTEM_MODELS_DIR = Path("/var/lib/edgecam/models")
 
 
@@ -55,9 +62,18 @@ class ResolvedModel:
 
 def model_search_path(models_dir: Path | None = None) -> list[Path]:
     """Where model and label files are looked for, first hit wins; fetch writes to the first
-    writable one of the same list (except the system directory)."""
+    writable one of the same list (except the system directory). A directory the user named
+    (models_dir, $EDGECAM_MODELS_DIR) that exists as something else is an error, not skipped."""
     found: list[Path] = [Path(models_dir)] if models_dir else []
     found += [Path(p) for p in os.environ.get(ENV_MODELS_DIR, "").split(os.pathsep) if p]
+    for index, named in enumerate(found):
+        if named.expanduser().exists() and not named.expanduser().is_dir():
+            named_by_user = models_dir and index == 0
+            what = "--models-dir (model.models_dir)" if named_by_user else ENV_MODELS_DIR
+            raise ModelError(
+                f"{what} {named}: not a directory",
+                hint="name the directory that holds the .tflite and label files",
+            )
     state = dirs.systemd_state_dir()
     if state:
         found.append(state / "models")
@@ -82,10 +98,13 @@ def user_models_dir() -> Path | None:
 
 def _read_text(path: Path | Any, what: str) -> str:
     try:
-        text: str = path.read_text(encoding="utf-8")
+        data = dirs.read_regular_file(path, MAX_TEXT_BYTES) if isinstance(path, Path) else None
+        text: str = path.read_text(encoding="utf-8") if data is None else data.decode("utf-8")
         return text
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: cannot read {what}: {exc}") from exc
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: cannot read {what}: not UTF-8 text ({exc.reason})") from exc
 
 
 def load_manifest(models_dir: Path | None = None) -> Manifest:
@@ -155,7 +174,7 @@ def _check_bytes(path: Path, data: bytes, sha256: str | None, size: int | None) 
 def verify_file(path: Path, sha256: str | None, size: int | None) -> None:
     """Raise ModelError unless ``path`` exists with the given size and sha256 (None: unchecked)."""
     try:
-        data = Path(path).read_bytes()
+        data = dirs.read_regular_file(Path(path), MAX_MODEL_BYTES)
     except FileNotFoundError:
         raise ModelError(f"{path}: file not found") from None
     except OSError as exc:
@@ -177,12 +196,15 @@ def parse_labels(text: str) -> tuple[str, ...]:
 
 def read_labels(path: Path) -> tuple[str, ...]:
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        text = dirs.read_regular_file(Path(path), MAX_TEXT_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         raise ModelError(f"{path}: label file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read label file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
         raise ModelError(
-            f"{path}: cannot read label file: {exc}", hint="expected UTF-8 text"
+            f"{path}: cannot read label file: not UTF-8 text ({exc.reason})",
+            hint="save it as UTF-8, one class name per line",
         ) from exc
     labels = parse_labels(text)
     if not labels:
@@ -240,7 +262,7 @@ def resolve_model(
 
 def _read_model(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return dirs.read_regular_file(path, MAX_MODEL_BYTES)
     except FileNotFoundError:
         raise ModelError(f"{path}: model file not found", hint="check the path") from None
     except IsADirectoryError:

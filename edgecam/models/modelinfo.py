@@ -20,6 +20,7 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.Model import Model
 from tflite.TensorType import TensorType
 
+from edgecam import dirs
 from edgecam.errors import ModelError
 
 # flatbuffers ships no type information; typed as Any here rather than in the mypy config.
@@ -29,6 +30,8 @@ POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 #: The op's outputs in its own order; the subgraph may list them in any order (TF2 exports).
 POSTPROCESS_ROLES = ("boxes", "classes", "scores", "count")
 _IDENTIFIER = b"TFL3"
+#: Largest model file read: a .tflite for a Pi is tens of MB; this bounds a wrong path.
+MAX_MODEL_BYTES = 512 << 20
 _OP_NAMES = {v: k for k, v in vars(BuiltinOperator).items() if k.isupper()}
 _DTYPES = {v: k.lower() for k, v in vars(TensorType).items() if k.isupper()}
 _CUSTOM = BuiltinOperator.CUSTOM
@@ -97,7 +100,7 @@ def check_identifier(data: bytes, source: str) -> None:
 def inspect_model(path: Path) -> ModelInfo:
     """Parse ``path``; any malformation becomes a one-line ModelError naming the file."""
     try:
-        data = path.read_bytes()
+        data = dirs.read_regular_file(path, MAX_MODEL_BYTES)
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model file: {exc.strerror or exc}") from exc
     return inspect_bytes(data, str(path))

@@ -11,17 +11,12 @@ untrusted model (no verified sha256) is first loaded in a subprocess (:mod:`edge
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
 import logging
-import os
-import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -29,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecam.errors import ModelError, TFLiteRuntimeError
+from edgecam.logsetup import native_stderr_to_log
 from edgecam.types import TensorInfo
 
 log = logging.getLogger(__name__)
@@ -161,36 +157,9 @@ class Runner:
         raise KeyError(f"{self.model_path.name} has no tensor named {name!r}")
 
 
-@contextlib.contextmanager
-def _native_stderr_to_log() -> Iterator[None]:
-    """Route what the C++ runtime prints on fd 2 while loading into our log.
-
-    TFLite prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to the
-    process's stderr; a CLI whose errors are one line, and journald, should not get that noise.
-    Only used around model loading, before any pipeline thread exists.
-    """
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable fd 2 (daemonised without stderr): nothing to redirect
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        sys.stderr.flush()
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines():
-                if line.strip():
-                    log.log(
-                        logging.DEBUG if line.startswith("INFO") else logging.WARNING,
-                        "runtime: %s",
-                        line,
-                    )
+def _runtime_line_level(line: str) -> int:
+    """The runtimes' INFO chatter goes to DEBUG; anything else they print is a warning."""
+    return logging.DEBUG if line.startswith("INFO") else logging.WARNING
 
 
 def load_runner(
@@ -211,7 +180,10 @@ def load_runner(
         raise TFLiteRuntimeError(f"num_threads must be >= 1, got {num_threads}")
     interpreter_cls = _interpreter_class(runtime)
     try:
-        with warnings.catch_warnings(), _native_stderr_to_log():
+        with (
+            warnings.catch_warnings(),
+            native_stderr_to_log(log, "runtime", _runtime_line_level),
+        ):
             # litert warns that preserve_all_tensors is for debugging: that is why it is asked.
             warnings.filterwarnings(
                 "ignore", message=".*preserve_all_tensors", category=UserWarning

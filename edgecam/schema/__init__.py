@@ -2,11 +2,12 @@
 
 Third parties import this package to turn a message into frozen dataclasses; it imports only
 the standard library (no numpy, no OpenCV, no paho). A malformed payload raises PayloadError
-naming the first bad field. Unknown extra fields are ignored (tolerant reader); the JSON Schema
-files next to this module describe exactly what schema version 1 producers emit.
+naming the first bad field, and nothing else, whatever the bytes (size, nesting and number
+literals are bounded: see read_json). Unknown extra fields are ignored (tolerant reader); the
+JSON Schema files next to this module describe exactly what schema version 1 producers emit.
 """
 
-from edgecam.schema._reader import PayloadError
+from edgecam.schema._reader import MAX_DEPTH, MAX_JSON_BYTES, PayloadError, read_json
 from edgecam.schema.messages import (
     BestObservation,
     Box,
@@ -26,7 +27,10 @@ from edgecam.schema.messages import (
     Topic,
 )
 from edgecam.schema.parse import (
+    DEVICE_ID_RULE,
+    MAX_SNAPSHOT_BYTES,
     SCHEMA_VERSION,
+    is_device_id,
     json_schema,
     parse_classification,
     parse_detections,
@@ -38,6 +42,10 @@ from edgecam.schema.parse import (
 )
 
 __all__ = [
+    "DEVICE_ID_RULE",
+    "MAX_DEPTH",
+    "MAX_JSON_BYTES",
+    "MAX_SNAPSHOT_BYTES",
     "SCHEMA_VERSION",
     "BestObservation",
     "Box",
@@ -56,6 +64,7 @@ __all__ = [
     "StatsMessage",
     "StatusMessage",
     "Topic",
+    "is_device_id",
     "json_schema",
     "parse_classification",
     "parse_detections",
@@ -64,4 +73,5 @@ __all__ = [
     "parse_stats",
     "parse_status",
     "parse_topic",
+    "read_json",
 ]

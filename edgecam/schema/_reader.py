@@ -1,18 +1,41 @@
-"""Field readers that turn decoded JSON into checked Python values, naming the path of a bad field.
+"""A bounded JSON reader, and field readers that turn decoded JSON into checked Python values,
+naming the path of a bad field.
 
 Hand-written instead of running jsonschema so that subscribers need nothing beyond the standard
 library; tests check that this reader and the shipped JSON Schema files agree on every case.
+
+Any bytes from the network must end in a value or a PayloadError, never another exception, so
+the reader bounds what the standard `json` module would otherwise turn into a crash or a stall:
+nesting (its decoder recurses: RecursionError), integer literals (`int()` refuses more than
+4300 digits with a ValueError, and is quadratic below that), NaN/Infinity (not JSON, but
+accepted by `json`), lone UTF-16 surrogates (valid escapes that no UTF-8 writer can encode),
+and the size of the payload itself.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from itertools import accumulate
 from typing import Any
 
-_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+#: Largest JSON payload parsed. edgecam's largest message (100 detections) is about 25 kB.
+MAX_JSON_BYTES = 1 << 20
+#: Deepest nesting of arrays and objects accepted; edgecam's messages nest 4 levels at most.
+MAX_DEPTH = 32
+#: Longest integer literal accepted, sign excluded: 20 digits hold every 64-bit integer.
+MAX_INT_DIGITS = 20
+
+_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$", re.ASCII)
+# A JSON string, escapes included. An unterminated one runs to the end of the text, so every
+# attempt succeeds at once: no backtracking, no rescans, linear time on any input.
+_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class PayloadError(ValueError):
@@ -22,6 +45,67 @@ class PayloadError(ValueError):
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field = field
         self.problem = problem
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of brackets outside strings; never less than what `json` reaches.
+
+    Where the text is valid JSON this is exact; past the first error `json` stops, so counting
+    more there is harmless. Runs at C speed (regex, accumulate), no recursion.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _integer(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise PayloadError(
+            "(payload)", f"an integer of {len(literal.lstrip('-'))} digits is out of range"
+        )
+    return int(literal)
+
+
+def _constant(name: str) -> Any:
+    raise PayloadError("(payload)", f"not valid JSON: {name} is not a number in JSON")
+
+
+def _check_text(value: Any) -> None:
+    """Reject strings with lone surrogates (from \\ud800-style escapes), iteratively."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise PayloadError("(payload)", "a string holds a lone UTF-16 surrogate escape")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def read_json(payload: bytes | str, *, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Decode a JSON payload within the bounds above, or raise PayloadError saying which."""
+    if len(payload) > max_bytes:
+        raise PayloadError(
+            "(payload)", f"{len(payload)} bytes is over the limit of {max_bytes} bytes"
+        )
+    if isinstance(payload, bytes | bytearray | memoryview):
+        try:
+            text = bytes(payload).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError("(payload)", f"not UTF-8 text: {exc.reason}") from None
+    else:
+        text = payload
+    depth = _nesting(text)
+    if depth > MAX_DEPTH:
+        raise PayloadError("(payload)", f"nested {depth} levels deep, at most {MAX_DEPTH} allowed")
+    try:
+        value = json.loads(text, parse_int=_integer, parse_constant=_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError("(payload)", f"not valid JSON: {exc.msg} at char {exc.pos}") from None
+    _check_text(value)
+    return value
 
 
 def _kind(value: Any) -> str:
@@ -85,14 +169,19 @@ class Obj:
     ) -> float:
         value = self.get(key)
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not is_number or not math.isfinite(value):
-            raise self.fail(key, "a number")
+        try:
+            # + 0.0 turns -0.0 into 0.0; float() of a huge int (given as a Mapping) overflows.
+            number = float(value) + 0.0 if is_number else math.nan
+        except OverflowError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise self.fail(key, "a finite number")
         low = -math.inf if minimum is None else minimum
         high = math.inf if maximum is None else maximum
-        if not low <= value <= high:
+        if not low <= number <= high:
             bounds = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
             raise self.fail(key, f"a number {bounds}")
-        return float(value)
+        return number
 
     def optional_number(self, key: str, *, minimum: float | None = None) -> float | None:
         return None if self.get(key) is None else self.number(key, minimum=minimum)

@@ -9,11 +9,12 @@ files next to this module describe exactly what schema version 1 producers emit.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from edgecam.schema._reader import Obj, PayloadError
+from edgecam.schema._reader import MAX_JSON_BYTES, Obj, PayloadError, read_json
 from edgecam.schema.messages import (
     BestObservation,
     Box,
@@ -36,18 +37,44 @@ SCHEMA_VERSION = 1
 SCHEMA_NAMES = ("detections", "classification", "events", "stats", "status")
 TOPIC_KINDS = ("status", "detections", "classification", "stats", "events", "count", "snapshot")
 EVENT_REASONS = ("confirmed", "entered_zone", "left_zone", "better_score", "gone", "shutdown")
+#: Largest snapshot accepted: a JPEG of snapshots.max_size (at most 8192 px) fits easily.
+MAX_SNAPSHOT_BYTES = 64 << 20
+#: The one device-id rule, shared by producers, the config, `--device-id` and subscribers: one
+#: MQTT topic level that needs no escaping anywhere (topics, client ids, file names).
+DEVICE_ID_RULE = "1-64 characters from A-Z a-z 0-9 _ . -"
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_COUNT = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also accepts '²'
+_MAX_TOPIC_BYTES = 65535  # MQTT's limit on a topic name
+_NOT_IN_TOPIC = re.compile("[+#\\x00\\ud800-\\udfff]")  # wildcards, NUL, lone surrogates
+
+
+def is_device_id(value: str) -> bool:
+    """True if `value` follows DEVICE_ID_RULE."""
+    return _DEVICE_ID.fullmatch(value) is not None
 
 
 def parse_topic(topic: str) -> Topic:
+    """`<prefix>/<device_id>/<kind>[/<label>]`, or PayloadError; the device id follows the rule."""
+    shown = repr(topic[:120])
+    if len(topic.encode("utf-8", "surrogatepass")) > _MAX_TOPIC_BYTES:
+        raise PayloadError("(topic)", f"{shown}...: longer than MQTT's {_MAX_TOPIC_BYTES} bytes")
+    if _NOT_IN_TOPIC.search(topic):
+        raise PayloadError("(topic)", f"{shown} is not an MQTT topic name")
     parts = topic.split("/")
     if len(parts) >= 4 and parts[-2] in ("count", "snapshot"):
-        return Topic("/".join(parts[:-3]), parts[-3], parts[-2], parts[-1])
-    if len(parts) >= 3 and parts[-1] in TOPIC_KINDS:
-        return Topic("/".join(parts[:-2]), parts[-2], parts[-1])
-    kinds = ", ".join(TOPIC_KINDS)
-    raise PayloadError(
-        "(topic)", f"{topic!r} is not <prefix>/<device_id>/<kind>, kind one of {kinds}"
-    )
+        where = Topic("/".join(parts[:-3]), parts[-3], parts[-2], parts[-1])
+    elif len(parts) >= 3 and parts[-1] in TOPIC_KINDS:
+        where = Topic("/".join(parts[:-2]), parts[-2], parts[-1])
+    else:
+        kinds = ", ".join(TOPIC_KINDS)
+        raise PayloadError(
+            "(topic)", f"{shown} is not <prefix>/<device_id>/<kind>, kind one of {kinds}"
+        )
+    if not is_device_id(where.device_id):
+        raise PayloadError("(topic)", f"device id {where.device_id[:80]!r} is not {DEVICE_ID_RULE}")
+    if where.label == "":
+        raise PayloadError("(topic)", f"{shown}: empty label level")
+    return where
 
 
 def json_schema(name: str) -> dict[str, Any]:
@@ -64,14 +91,10 @@ def json_schema(name: str) -> dict[str, Any]:
 
 
 def _load(payload: bytes | str | Mapping[str, Any]) -> Obj:
+    """A Mapping is taken as already decoded; text goes through the bounded JSON reader."""
     if isinstance(payload, Mapping):
         return Obj(payload)
-    try:
-        return Obj(json.loads(payload))
-    except UnicodeDecodeError as exc:
-        raise PayloadError("(payload)", f"not UTF-8 text: {exc.reason}") from None
-    except json.JSONDecodeError as exc:
-        raise PayloadError("(payload)", f"not valid JSON: {exc.msg} at char {exc.pos}") from None
+    return Obj(read_json(payload))
 
 
 def _envelope(obj: Obj, kind: str) -> int:
@@ -236,24 +259,38 @@ def parse_stats(payload: bytes | str | Mapping[str, Any]) -> StatsMessage:
     )
 
 
+def _short_text(payload: bytes | str) -> str:
+    """The first characters of a plain-text payload, for matching and error messages."""
+    head = payload[:64]
+    return head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+
+
 def parse_status(payload: bytes | str) -> bool:
     """`online` -> True, `offline` -> False (the retained status / Last Will payload)."""
-    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
-    if text not in ("online", "offline"):
+    text = _short_text(payload)
+    if len(payload) > len("offline") or text not in ("online", "offline"):
         raise PayloadError("(payload)", f"expected 'online' or 'offline', got {text[:40]!r}")
     return text == "online"
 
 
 def _parse_count(payload: bytes) -> int:
-    text = payload.decode("utf-8", "replace").strip()
-    if not text.isdigit():
+    text = _short_text(payload).strip()
+    if len(payload) > 32 or not _COUNT.fullmatch(text):
         raise PayloadError("(payload)", f"expected a count like '2', got {text[:40]!r}")
     return int(text)
 
 
 def parse_message(topic: str, payload: bytes) -> Message:
-    """Dispatch on the topic's last level(s); raises PayloadError for anything malformed."""
+    """Dispatch on the topic's last level(s); raises PayloadError, and nothing else, for any
+    malformed topic or payload, including one over MAX_JSON_BYTES (MAX_SNAPSHOT_BYTES for a
+    snapshot)."""
     where = parse_topic(topic)
+    if isinstance(payload, str):  # tolerated: paho users sometimes decode first
+        payload = payload.encode("utf-8", "surrogatepass")
+    limit = MAX_SNAPSHOT_BYTES if where.kind == "snapshot" else MAX_JSON_BYTES
+    if len(payload) > limit:
+        raise PayloadError("(payload)", f"{len(payload)} bytes is over the limit of {limit} bytes")
+    payload = bytes(payload)
     if where.kind == "detections":
         return parse_detections(payload)
     if where.kind == "classification":

@@ -23,6 +23,14 @@ UNIT_NAME = "edgecam.service"
 CONFIG_NAME = "edgecam.toml"
 DEFAULT_EXEC = Path("/opt/edgecam/venv/bin/edgecam")
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+#: Directories the shipped unit hides from the service, and the setting that hides them.
+_HIDDEN_FROM_SERVICE = {
+    Path("/tmp"): "PrivateTmp=yes gives the service its own empty /tmp",
+    Path("/var/tmp"): "PrivateTmp=yes gives the service its own empty /var/tmp",
+    Path("/home"): "ProtectHome=yes hides it",
+    Path("/root"): "ProtectHome=yes hides it",
+    Path("/run/user"): "ProtectHome=yes hides it",
+}
 
 
 @dataclass(frozen=True)
@@ -82,13 +90,21 @@ def current_executable() -> Path | None:
     return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
 
 
+def unit_word(path: Path) -> str:
+    """`path` as the executable word of ExecStart=: `%` specifiers escaped, and
+    double-quoted when it holds a space (unquoted, `/opt/my venv/bin/edgecam` would be two
+    words). Quotes and backslashes never get here: systemd refuses them in an executable
+    name ("contains special characters"), so check_executable does too."""
+    text = str(path).replace("%", "%%")
+    return f'"{text}"' if " " in text else text
+
+
 def render_unit(template: str, *, executable: Path | None, user: str | None) -> str:
     """The unit with ExecStart pointing at `executable` and an optional fixed User=."""
     text = template
     if executable is not None:
-        text = re.sub(
-            r"^ExecStart=\S+", lambda _m: f"ExecStart={executable}", text, count=1, flags=re.M
-        )
+        word = unit_word(executable)
+        text = re.sub(r"^ExecStart=\S+", lambda _m: f"ExecStart={word}", text, count=1, flags=re.M)
     if user is not None:
         if not _USER_NAME.match(user):
             raise UsageError(f"--user {user!r}: not a valid user name (e.g. edgecam)")
@@ -112,6 +128,36 @@ def exec_warnings(executable: Path) -> list[str]:
             f"install edgecam in a venv at {DEFAULT_EXEC.parent.parent}"
         ]
     return []
+
+
+def check_executable(executable: Path, *, root: Path) -> None:
+    """UsageError unless the unit can run `executable`: an absolute path (the unit has no
+    working directory of the caller's), plain text (a newline would add lines to the unit),
+    outside what the unit hides from the service, and - when installing into the real / -
+    an executable file. Symlinks are followed for the hiding check. Spaces are fine:
+    render_unit quotes them."""
+    shown = repr(str(executable))
+    if not executable.is_absolute():
+        raise UsageError(
+            f"ExecStart {shown}: a relative path; give the absolute path, e.g. {DEFAULT_EXEC}"
+        )
+    text = str(executable)
+    if not text.isprintable():  # newlines, escapes; undecodable bytes arrive as surrogates
+        raise UsageError(f"ExecStart {shown}: control characters or bytes that are not UTF-8")
+    if any(c in text for c in "\"'\\"):
+        raise UsageError(
+            f"ExecStart {shown}: systemd refuses quotes and backslashes in an executable name"
+        )
+    for candidate in dict.fromkeys([executable, executable.resolve()]):
+        for hidden, why in _HIDDEN_FROM_SERVICE.items():
+            if candidate.is_relative_to(hidden):
+                raise UsageError(
+                    f"ExecStart {candidate} is under {hidden}, which the service cannot see "
+                    f"({why})",
+                    f"install edgecam in a venv at {DEFAULT_EXEC.parent.parent}",
+                )
+    if root == Path("/") and not (executable.is_file() and os.access(executable, os.X_OK)):
+        raise UsageError(f"ExecStart {shown}: no executable file there")
 
 
 def _write(path: Path, text: str, mode: int) -> Callable[[], None]:

@@ -16,6 +16,9 @@ from edgecam.errors import ConfigError
 from edgecam.types import Frame, PixelFormat
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: Largest image or video frame decoded (source.max_pixels): 50 MP (a 48 MP phone photo fits)
+#: needs about 150 MB as BGR, which a 1 GB Raspberry Pi can spare.
+DEFAULT_MAX_PIXELS = 50_000_000
 _S = TypeVar("_S", bound="SourceBase")
 
 

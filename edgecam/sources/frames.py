@@ -1,26 +1,50 @@
 """Recorded stills: a directory of frames replayed in natural name order, or one image.
 
-Images are decoded with OpenCV (BGR, like the video sources). In a directory replay a corrupt
-frame is logged by name, counted in `skipped` and passed over, so one bad file does not end a
-long run; a directory in which a whole pass yields no frame is an error, as is a single image
-that cannot be decoded.
+Images are decoded with OpenCV (BGR, like the video sources), but only after their header said
+how big they are: decoding needs width x height x 3 bytes whatever the file size (a 3.5 MB
+JPEG of 30000 x 30000 pixels took 5.3 GB), so anything over `max_pixels` is refused before a
+byte of it is decoded. Only the formats edgecam documents (JPEG, PNG, BMP, WebP) are decoded,
+recognised by their content, not their name: OpenCV would otherwise decode TIFF, PPM, EXR...
+behind an image extension without any such check.
+
+In a directory replay a corrupt or oversized frame is logged by name, counted in `skipped` and
+passed over, so one bad file does not end a long recording (the same rule for both: it is a
+property of one file, not of the run); a directory in which a whole pass yields no frame is an
+error, as is a single image that cannot be decoded or is too large.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
+import imagesize
 import numpy as np
 import numpy.typing as npt
 
 from edgecam.errors import SourceError
-from edgecam.sources.base import IMAGE_EXTENSIONS, SourceBase
+from edgecam.logsetup import native_stderr_to_log
+from edgecam.sources.base import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, SourceBase
 from edgecam.types import Frame
 
 log = logging.getLogger(__name__)
+
+#: What a file's first bytes must be for each format edgecam decodes.
+_SIGNATURES = (
+    ("JPEG", b"\xff\xd8\xff", 0),
+    ("PNG", b"\x89PNG\r\n\x1a\n", 0),
+    ("BMP", b"BM", 0),
+    ("WebP", b"WEBP", 8),  # after RIFF + size
+)
+#: Bytes a compressed image may take per pixel (16-bit RGBA PNG, incompressible) plus room for
+#: metadata (EXIF, ICC, thumbnails): a file larger than this for its pixel limit is not read.
+_BYTES_PER_PIXEL = 8
+_METADATA_BYTES = 16 << 20
 
 
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
@@ -38,17 +62,70 @@ def list_frames(directory: Path) -> list[Path]:
     return sorted(files, key=lambda p: (natural_key(p.name), p.name))
 
 
-def decode_image(path: Path) -> npt.NDArray[np.uint8]:
-    """Decode an image file to (H, W, 3) uint8 BGR, or raise SourceError naming the file.
+class ImageTooLarge(SourceError):
+    """An image whose header names more pixels than the configured limit."""
 
-    Reads the bytes ourselves so permission/IO errors are told apart from corrupt data.
-    """
+
+def _format_of(head: bytes) -> str | None:
+    for name, magic, offset in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic and (name != "WebP" or head[:4] == b"RIFF"):
+            return name
+    return None
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open for reading, refusing what is not a regular file: a FIFO would block the open
+    forever and a device (/dev/zero) never ends."""
     try:
-        data = path.read_bytes()
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise SourceError(f"{path}: not a regular file, expected an image file")
+        return path.open("rb")
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if decoded is None:
+
+
+def check_image(path: Path, handle: BinaryIO, max_pixels: int) -> tuple[str, int, int]:
+    """(format, width, height) from the header, or SourceError: not a JPEG/PNG/BMP/WebP, no
+    readable size, or more than `max_pixels` (ImageTooLarge). Reads only the header."""
+    head = handle.read(16)
+    kind = _format_of(head)
+    if kind is None:
+        raise SourceError(
+            f"{path}: not a JPEG, PNG, BMP or WebP image (by its content; {len(head)} bytes read)"
+        )
+    width, height = imagesize.get(handle)
+    if width <= 0 or height <= 0:
+        raise SourceError(f"{path}: {kind} header without a valid size (corrupt or truncated)")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{path}: {width}x{height} {kind} is {width * height / 1e6:.1f} megapixels, over "
+            f"the limit of {max_pixels / 1e6:g}",
+            hint="raise source.max_pixels (--max-pixels) if this machine has ~3 bytes of "
+            "memory per pixel to spare, or scale the image down",
+        )
+    return kind, width, height
+
+
+def decode_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> npt.NDArray[np.uint8]:
+    """Decode an image file to (H, W, 3) uint8 BGR, or raise SourceError naming the file.
+
+    The header is checked first (check_image), so memory stays bounded by `max_pixels`; the
+    bytes are read by us so permission/IO errors are told apart from corrupt data.
+    """
+    with _open_regular(path) as handle:
+        try:
+            _, width, height = check_image(path, handle, max_pixels)
+            size = os.fstat(handle.fileno()).st_size
+            if size > _BYTES_PER_PIXEL * width * height + _METADATA_BYTES:
+                raise SourceError(f"{path}: {size} bytes is far too large for {width}x{height}")
+            handle.seek(0)
+            data = handle.read()
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with native_stderr_to_log(log, f"decoding {path.name}"):  # libjpeg/libpng warnings
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if decoded is None or decoded.shape[0] * decoded.shape[1] > max_pixels:
         raise SourceError(
             f"{path}: cannot be decoded as an image ({len(data)} bytes; corrupt, truncated "
             "or not an image)"
@@ -59,8 +136,11 @@ def decode_image(path: Path) -> npt.NDArray[np.uint8]:
 class FramesDirSource(SourceBase):
     """Replay of the image files of a directory; seq counts delivered frames."""
 
-    def __init__(self, directory: Path, *, loop: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, loop: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
         super().__init__(f"frames:{directory}")
+        self._max_pixels = max_pixels
         self._directory = directory
         self._files = list_frames(directory)
         if not self._files:
@@ -83,7 +163,7 @@ class FramesDirSource(SourceBase):
                 path = self._files[self._index]
                 self._index += 1
                 try:
-                    pixels = decode_image(path)
+                    pixels = decode_image(path, max_pixels=self._max_pixels)
                 except SourceError as exc:
                     self.skipped += 1
                     log.warning("skipping frame %s (%d skipped so far)", exc, self.skipped)
@@ -108,9 +188,11 @@ class FramesDirSource(SourceBase):
 class ImageSource(SourceBase):
     """One image: a single frame, or the same frame forever with loop (demo, bench)."""
 
-    def __init__(self, path: Path, *, loop: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, loop: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
         super().__init__(f"image:{path}")
-        self._pixels = decode_image(path)
+        self._pixels = decode_image(path, max_pixels=max_pixels)
         # Every looped frame shares this array: read-only makes in-place drawing fail loudly.
         self._pixels.flags.writeable = False
         self._loop = loop

@@ -33,7 +33,7 @@ from typing import Literal
 
 from edgecam.errors import SourceError
 from edgecam.secrets import mask_url_password
-from edgecam.sources.base import IMAGE_EXTENSIONS, ReconnectPolicy, Source
+from edgecam.sources.base import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ReconnectPolicy, Source
 from edgecam.sources.platform import ALTERNATIVES, resolve_default_source
 
 log = logging.getLogger(__name__)
@@ -92,13 +92,15 @@ def open_source(
     model_input: tuple[int, int] | None = None,
     reconnect: ReconnectPolicy | None = None,
     read_timeout_s: float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Source:
     """Open the source a spec names (see the module docstring).
 
     width/height/fps are requests to cameras (picamera2 main stream, V4L2) and are ignored
     by replays and URLs. model_input (width, height) sizes the picamera2 lores stream so the
     ISP does the resize. loop restarts replays at the end. reconnect and read_timeout_s (None:
-    the source's own default) apply to live sources.
+    the source's own default) apply to live sources. max_pixels bounds the frames of images,
+    frames dirs and video files (checked from their headers, before decoding).
     """
     if (width is None) != (height is None):
         raise SourceError(f"camera size needs both width and height, got {width}x{height}")
@@ -132,9 +134,9 @@ def open_source(
     if kind == "video":
         from edgecam.sources.opencv import VideoFileSource
 
-        return VideoFileSource(Path(target), loop=loop)
+        return VideoFileSource(Path(target), loop=loop, max_pixels=max_pixels)
     from edgecam.sources.frames import FramesDirSource, ImageSource
 
     if kind == "frames":
-        return FramesDirSource(Path(target), loop=loop)
-    return ImageSource(Path(target), loop=loop)
+        return FramesDirSource(Path(target), loop=loop, max_pixels=max_pixels)
+    return ImageSource(Path(target), loop=loop, max_pixels=max_pixels)

@@ -25,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecam.errors import SourceError
+from edgecam.logsetup import native_stderr_to_log
 from edgecam.secrets import mask_url_password
-from edgecam.sources.base import ReconnectPolicy, SourceBase
+from edgecam.sources.base import DEFAULT_MAX_PIXELS, ReconnectPolicy, SourceBase
 from edgecam.sources.live import LiveSource
 from edgecam.types import Frame
 
@@ -48,34 +49,66 @@ def _positive(value: float) -> float | None:
 
 
 class VideoFileSource(SourceBase):
-    """Replay of a video file: every frame in order; seq = frame index in the first pass."""
+    """Replay of a video file: every frame in order; seq = frame index in the first pass.
 
-    def __init__(self, path: Path, *, loop: bool = False) -> None:
+    Frame size is bounded like images: the container's declared size is checked right after
+    opening, before any frame is decoded (an 8K or crafted 16000x16000 stream is refused, not
+    decoded into gigabytes), and every decoded frame again (a stream may change size midway).
+    What FFmpeg prints while probing a file is logged at debug, not dumped on stderr.
+    """
+
+    def __init__(
+        self, path: Path, *, loop: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
         super().__init__(f"video:{path}")
         self._path = path
         self._loop = loop
+        self._max_pixels = max_pixels
         self._cap = self._open()
-        ok, first = self._cap.read()
+        with native_stderr_to_log(log, "ffmpeg"):
+            ok, first = self._cap.read()
         if not ok:
             self._cap.release()
             raise SourceError(
                 f"{path}: not a readable video (opened, but no frame could be decoded)",
                 hint="expected a video file (.mp4, .mkv, .avi ...), an image or a frames dir",
             )
-        self._pending: npt.NDArray[np.uint8] | None = first
+        self._pending: npt.NDArray[np.uint8] | None = self._bounded(first)
         self.fps = _positive(self._cap.get(cv2.CAP_PROP_FPS))
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
 
     def _open(self) -> Any:
-        cap = cv2.VideoCapture(str(self._path), _stream_backend())
+        if self._path.is_fifo():  # a legitimate stream (e.g. a camera tool writing to it)
+            log.warning("%s is a named pipe: waiting for a writer to open it", self._path)
+        with native_stderr_to_log(log, "ffmpeg"):
+            cap = cv2.VideoCapture(str(self._path), _stream_backend())
         if not cap.isOpened():
             cap.release()
             raise SourceError(
                 f"{self._path}: not a readable video (no decoder could open it)",
                 hint="expected a video file (.mp4, .mkv, .avi ...), an image or a frames dir",
             )
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > self._max_pixels:
+            cap.release()
+            raise self._too_large(width, height)
         return cap
+
+    def _too_large(self, width: int, height: int) -> SourceError:
+        return SourceError(
+            f"{self._path}: {width}x{height} video frames are {width * height / 1e6:.1f} "
+            f"megapixels, over the limit of {self._max_pixels / 1e6:g}",
+            hint="raise source.max_pixels (--max-pixels) if this machine has the memory, "
+            "or scale the video down",
+        )
+
+    def _bounded(self, pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        if pixels.shape[0] * pixels.shape[1] > self._max_pixels:
+            self._cap.release()
+            raise self._too_large(pixels.shape[1], pixels.shape[0])
+        return pixels
 
     def read(self) -> Frame | None:
         with self._lock:
@@ -89,14 +122,14 @@ class VideoFileSource(SourceBase):
     def _next(self) -> npt.NDArray[np.uint8] | None:
         ok, pixels = self._cap.read()
         if ok:
-            return pixels  # type: ignore[no-any-return]
+            return self._bounded(pixels)
         if not self._loop:
             return None
         # Reopen rather than seek: seeking to 0 is inexact for some codecs/containers.
         self._cap.release()
         self._cap = self._open()
         ok, pixels = self._cap.read()
-        return pixels if ok else None
+        return self._bounded(pixels) if ok else None
 
     def _release(self) -> None:
         self._cap.release()
@@ -145,7 +178,8 @@ class OpenCVLiveSource(LiveSource):
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(self._read_timeout_s * 1000),
         ]
-        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, timeouts)
+        with native_stderr_to_log(log, "ffmpeg"):
+            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, timeouts)
         if not cap.isOpened():
             cap.release()
             raise SourceError(
@@ -164,7 +198,8 @@ class OpenCVLiveSource(LiveSource):
                 "--source picamera2",
             )
         os.environ.setdefault(V4L_SELECT_TIMEOUT_ENV, str(max(1, math.ceil(self._read_timeout_s))))
-        cap = cv2.VideoCapture(self._target, cv2.CAP_V4L2)
+        with native_stderr_to_log(log, "opencv"):
+            cap = cv2.VideoCapture(self._target, cv2.CAP_V4L2)
         if not cap.isOpened():
             cap.release()
             raise SourceError(

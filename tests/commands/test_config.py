@@ -71,16 +71,14 @@ def test_show_prints_toml_that_loads_back_to_the_same_config(
     assert load_config(shown) == expected
 
 
-def test_show_masks_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"  # a password only ever comes from a file: --set refuses it
+    config.write_text("[mqtt]\nhost = 'b'\nusername = 'u'\npassword = 'topsecret'\n")
     argv = [
         "config",
         "show",
-        "--set",
-        "mqtt.host=b",
-        "--set",
-        "mqtt.username=u",
-        "--set",
-        "mqtt.password=topsecret",
+        "--config",
+        str(config),
         "--set",
         "source.spec='rtsp://admin:hunter2@cam/live'",
     ]
@@ -90,6 +88,14 @@ def test_show_masks_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     assert "hunter2" not in out
     assert 'password = "********"' in out
     assert 'spec = "rtsp://admin:********@cam/live"' in out
+
+
+def test_set_password_is_refused_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["config", "show", "--set", "mqtt.host=b", "--set", "mqtt.username=u"]
+    assert main([*argv, "--set", "mqtt.password=topsecret"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgecam: error: --set mqtt.password: a secret on the command line")
+    assert "topsecret" not in err and "config file" not in err
 
 
 def test_cli_process_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import cv2
 import pytest
 
 from edgecam.cli import main
+from tests.support.paths import REPO
 
 
 @pytest.fixture()
@@ -114,20 +115,57 @@ def _cli(*args: str, env_models: Path) -> subprocess.CompletedProcess[str]:
         # a classifier used for detection
         (["detect", "--model", "mobilenet_v2", "IMG"], "edgecam classify"),
         # ssdlite_v2 has no prebuilt file: say how to build it
-        (["run", "--model", "ssdlite_v2", "--source", "IMG"], "tools/"),
+        (["run", "--model", "ssdlite_v2", "--source", "IMG"], "tools.convert_ssd"),
         # config override with a bad key
         (["run", "--set", "model.nmae=x"], "nmae"),
+        # issue 14 item 4: a secret in argv is visible in `ps`, as a password in a URL is
+        (["run", "--set", "mqtt.password=hunter2", "-s", "IMG"], "a secret on the command line"),
+        # one device-id rule, refusing: these were rewritten to a-b, edgecam, cam-, x*64
+        (["run", "--device-id", "a/b", "-s", "IMG"], "'a/b' is not a device id"),
+        (["run", "--device-id", "#", "-s", "IMG"], "'#' is not a device id"),
+        (["run", "--device-id", "cam\x1b[2J", "-s", "IMG"], "'cam\\x1b[2J' is not a device id"),
+        (["run", "--device-id", "x" * 65, "-s", "IMG"], "is not a device id"),
+        # issue 14 item 5: each was a traceback, exit 1, or silently accepted
+        (["run", "-o", "TMPDIR", "-s", "IMG"], "is a directory, expected a file"),
+        (["run", "--models-dir", "FILE", "-s", "IMG"], "--models-dir (model.models_dir)"),
+        (["run", "--mqtt", "mqtt://[::1", "-s", "IMG"], "unclosed '[' around an IPv6 address"),
+        (["run", "--config", "LATIN1"], "not UTF-8 text (byte 0xe9"),
+        (["run", "--config", "/dev/zero"], "is a character device, not a regular file"),
+        (["run", "-s", "GARBAGE"], "not a readable video"),
+        (["classify", "--labels-file", "/dev/zero", "IMG"], "cannot read label file"),
+        (["classify", "--max-pixels", "1000", "IMG"], "over the limit of 0.001"),
+        # found by trying every sub-command with hostile arguments
+        (["run", "-s", "/dev/zero"], "cannot open /dev/zero as a V4L2 capture device"),
+        (["detect", "--annotate", "FILE", "IMG", "IMG"], "not a directory (several images"),
+        (["detect", "--annotate", "FIFO", "IMG"], "a named pipe or socket, expected a file"),
+        (["models", "info", "/dev/zero"], "cannot read model file: is a character device"),
+        (["doctor", "--timeout", "nan"], "--timeout nan: expected a positive number"),
+        (["service", "install", "--prefix", "FILE", "--dry-run"], "--prefix"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(
-    args: list[str], needle: str, asset_models: Path, asset_images: Path
+    args: list[str], needle: str, asset_models: Path, asset_images: Path, tmp_path: Path
 ) -> None:
-    args = [str(asset_images / "bird.png") if a == "IMG" else a for a in args]
-    proc = _cli(*args, env_models=asset_models)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"[output]\ndevice_id = 'caf\xe9'\n")
+    garbage = tmp_path / "clip.mp4"
+    garbage.write_bytes(b"not a video at all\n")
+    fifo = tmp_path / "out.jpg"
+    os.mkfifo(fifo)
+    placeholders = {
+        "IMG": str(asset_images / "bird.png"),
+        "TMPDIR": str(tmp_path),
+        "FILE": str(REPO / "pyproject.toml"),
+        "LATIN1": str(latin1),
+        "GARBAGE": str(garbage),
+        "FIFO": str(fifo),
+    }
+    proc = _cli(*(placeholders.get(a, a) for a in args), env_models=asset_models)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert needle in proc.stderr
     assert proc.stderr.startswith("edgecam: error:")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr  # no FFmpeg/OpenCV noise either
 
 
 def test_runtime_choice_is_cached_in_the_configured_state_dir(

@@ -133,9 +133,50 @@ def test_gaps_duplicates_and_malformed_are_reported_not_fatal(
     code, out, err = watch.finish()
     assert code == 0, err
     assert [json.loads(x)["message"]["seq"] for x in out.splitlines()] == [0, 0, 3]
-    assert "ignoring malformed message on edgecam/cam9/detections: device_id:" in err
+    assert "skipped a malformed message on edgecam/cam9/detections: device_id:" in err
     assert "duplicate seq 0" in err
     assert "2 message(s) missing before seq 3" in err
+
+
+def test_hostile_messages_are_skipped_and_the_good_ones_after_them_printed(
+    broker: Broker, publisher: mqtt.Client
+) -> None:
+    """What crashed watch (and any subscriber following docs/mqtt.md) before: deep nesting
+    (RecursionError), a 5000-digit count (ValueError), and what wrote raw escape sequences to
+    the terminal: a label with ANSI/OSC sequences and a right-to-left override."""
+    watch = Watch(
+        "--mqtt", broker.url, "--kinds", "detections,count", "--count", "2", "--timeout", "30"
+    )
+    hostile = {
+        "edgecam/cam9/detections": b"[" * 100_000 + b"]" * 100_000,
+        "edgecam/cam9/count/person": b"9" * 5000,
+        "edgecam/cam9/count/car": "²".encode(),
+        "edgecam/cam9/count/dog": b"\xff\xfe",
+        "edgecam/cam9/count/cat": b" " * (2 << 20),  # over the 1 MiB payload limit
+    }
+    for topic, payload in hostile.items():
+        send(publisher, topic, payload)
+    send(publisher, "edgecam/cam9/detections", b'{"schema": NaN}')
+    evil = build_result_payload(
+        make_result(0, label="\x1b[2J\x1b]0;pwned\x07person\u202e"),
+        device_id="cam9",
+        run_id="r1",
+        seq=0,
+    )
+    send(publisher, "edgecam/cam9/detections", evil)
+    good = build_result_payload(make_result(1), device_id="cam9", run_id="r1", seq=1)
+    send(publisher, "edgecam/cam9/detections", good)
+    code, out, err = watch.finish()
+    assert code == 0, err
+    assert "Traceback" not in err
+    rows = [r.split() for r in out.splitlines() if " detection " in r]
+    assert [r[2] for r in rows] == ["0", "1"]
+    assert rows[1][4] == "person"
+    assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "\\x1b[2J\\x1b]0;pwned\\x07person\\u202e" in out  # shown, escaped
+    assert err.count("edgecam watch: skipped a malformed message on ") == 6
+    assert "nested 100000 levels deep" in err and "expected a count like '2'" in err
+    assert "skipped 6 malformed message(s) in all" in err
 
 
 def test_timeout_before_count_is_exit_1(broker: Broker) -> None:

@@ -3,6 +3,7 @@ is allowed; unknown keys are errors with a suggestion; all problems are reported
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from edgecam.config import EdgecamConfig, load_config, merge_overrides, parse_overrides, read_toml
 from edgecam.config.zones import ZoneSection
 from edgecam.errors import EXIT_USAGE, ConfigError
-from edgecam.secrets import MASK, mask_url_password, masked, secret_values
+from edgecam.secrets import MASK, SECRET_KEYS, mask_url_password, masked, secret_values
 from tests.support.paths import REPO
 
 EXAMPLE = REPO / "systemd" / "edgecam.toml"
@@ -251,7 +252,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         # quoted TOML strings are unquoted
         ("output.device_id='cam 1'", "cam 1"),
         # '=' inside the value is kept
-        ("mqtt.password=a=b", "a=b"),
+        ("mqtt.username=a=b", "a=b"),
     ],
 )
 def test_parse_overrides(item: str, expected: object) -> None:
@@ -289,14 +290,12 @@ def test_override_through_a_non_table_is_refused() -> None:
 def test_masked_dict_hides_passwords_and_url_credentials() -> None:
     config = load_config(
         None,
-        parse_overrides(
-            [
-                "mqtt.host=b",
-                "mqtt.username=u",
-                "mqtt.password=topsecret",
-                "source.spec='rtsp://admin:hunter2@cam/live'",
-            ]
-        ),
+        {
+            "mqtt.host": "b",
+            "mqtt.username": "u",
+            "mqtt.password": "topsecret",  # from a config file: --set refuses secrets
+            "source.spec": "rtsp://admin:hunter2@cam/live",
+        },
     )
     data = masked(config)
     assert data["mqtt"]["password"] == MASK
@@ -311,3 +310,76 @@ def test_mask_url_password_leaves_other_text_alone() -> None:
     assert mask_url_password("http://a:b@h/x and https://c:d@i") == (
         "http://a:********@h/x and https://c:********@i"
     )
+
+
+# ---- secrets never on the command line (issue 14, item 4) ---------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SECRET_KEYS))
+@pytest.mark.parametrize("section", ["mqtt", "homeassistant", "source"])
+def test_set_refuses_every_secret_key(section: str, name: str) -> None:
+    """argv is world-readable (`ps`, /proc/PID/cmdline), the same reason a password in the
+    URL is refused; the key list is edgecam.secrets.SECRET_KEYS, the one rule."""
+    with pytest.raises(ConfigError) as info:
+        parse_overrides([f"{section}.{name}=hunter2"])
+    text = str(info.value)
+    assert text.startswith(f"--set {section}.{name}: a secret on the command line is visible")
+    assert "hunter2" not in text
+
+
+def test_set_password_says_where_it_goes_instead() -> None:
+    with pytest.raises(ConfigError, match=r"use mqtt\.password_file or mqtt\.password_env$"):
+        parse_overrides(["mqtt.password='p'"])
+    with pytest.raises(ConfigError, match=r"--set mqtt\.x\.password: a secret"):
+        parse_overrides(["mqtt.x={password = 'p'}"])  # hidden in an inline table
+    assert parse_overrides(["mqtt.password_file=/etc/edgecam/pw"]) == {
+        "mqtt.password_file": "/etc/edgecam/pw"
+    }
+
+
+# ---- the config file itself: one line, exit 2, never a traceback (issue 14, item 5) -------
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        # Latin-1 from an old editor
+        (b"[mqtt]\nhost = 'caf\xe9'\n", "not UTF-8 text (byte 0xe9 at offset 18)"),
+        # tomllib recurses: RecursionError
+        (b"a = " + b"[" * 5000 + b"]" * 5000, "not valid TOML: arrays or tables nested too deeply"),
+        # int() refuses > 4300 decimal digits with a plain ValueError
+        (b"[model]\nthreads = " + b"9" * 5000, "not valid TOML: a number literal is too long"),
+        # hex is not limited by int(), but str() of it is; TOML integers are 64-bit
+        (b"[model]\nthreads = 0x" + b"f" * 5000, "not valid TOML: an integer outside 64 bits"),
+    ],
+)
+def test_unreadable_config_files_are_one_config_error(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "edgecam.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        read_toml(path)
+    assert str(info.value).startswith(f"{path}: {problem}")
+    assert "\n" not in str(info.value)
+
+
+def test_a_utf8_bom_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "edgecam.toml"
+    path.write_bytes(b"\xef\xbb\xbf[mqtt]\nhost = 'b'\n")
+    assert read_toml(path) == {"mqtt": {"host": "b"}}
+
+
+@pytest.mark.timeout(20)
+def test_config_that_is_not_a_regular_file_is_refused_without_reading(tmp_path: Path) -> None:
+    """A FIFO would block open() until a writer appears; /dev/zero never ends."""
+    fifo = tmp_path / "edgecam.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"named pipe \(FIFO\), not a regular file"):
+        read_toml(fifo)
+    with pytest.raises(ConfigError, match="is a character device, not a regular file"):
+        read_toml(Path("/dev/zero"))
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * (2 << 20))
+    with pytest.raises(ConfigError, match=r"larger than \d+ bytes"):
+        read_toml(big)

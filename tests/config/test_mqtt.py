@@ -42,6 +42,7 @@ def test_defaults_leave_mqtt_off_with_qos1_and_no_empty_frames() -> None:
         ("mqtts://[::1]:8884", Endpoint("::1", 8884, True, None)),  # IPv6 literal
         ("localhost:1885", Endpoint("localhost", 1885, False, None)),  # bare host:port
         ("MQTT://h", Endpoint("h", 1883, False, None)),  # scheme is case-insensitive
+        ("mqtt://[fe80::1%eth0]:1", Endpoint("fe80::1%eth0", 1, False, None)),  # zone index
     ],
 )
 def test_url_forms(url: str, expected: Endpoint) -> None:
@@ -58,11 +59,25 @@ BAD_FIELDS = [
     ({"url": "mqtt://u:hunter2@h"}, "a password in the URL is visible in `ps`"),
     ({"url": "mqtt://h/topic"}, "expected nothing after host:port"),
     ({"url": "mqtt://:1883"}, "'' is not a host name"),
+    # IPv6 brackets: unclosed, junk after them, not an address inside
+    ({"url": "mqtt://[::1"}, "unclosed '[' around an IPv6 address"),
+    ({"url": "mqtt://[::1]1883"}, "unexpected '1883' after the IPv6 address"),
+    ({"url": "mqtts://[broker]:8883"}, "'broker' in brackets is not an IPv6 address"),
+    # int() would take these as 1, 10 and 1; a port is ASCII digits
+    ({"url": "mqtt://h:+1"}, "'+1' is not a valid port"),
+    ({"url": "mqtt://h:1_0"}, "'1_0' is not a valid port"),
+    ({"url": "mqtt://h:\u0661"}, "is not a valid port"),
+    # control characters and spaces are no part of a host name
+    ({"url": "mqtt://bro\x1bker"}, "is not a host name or address"),
+    ({"host": "bro ker"}, "mqtt.host: 'bro ker' is not a host name or address"),
     ({"qos": 3}, "mqtt.qos: 3 is not a valid MQTT QoS (0, 1 or 2)"),
     ({"qos": "one"}, "mqtt.qos: 'one' is not a valid MQTT QoS"),
     ({"topic_prefix": "cams/+"}, "mqtt.topic_prefix: 'cams/+' is not a topic prefix"),
     ({"topic_prefix": "/edgecam"}, "mqtt.topic_prefix: '/edgecam' is not a topic prefix"),
-    ({"device_id": "front door"}, "mqtt.device_id: 'front door' is not one MQTT topic level"),
+    (
+        {"device_id": "front door"},
+        "mqtt.device_id: 'front door' is not a device id: one MQTT topic level",
+    ),
     ({"keepalive_s": 1}, "mqtt.keepalive_s: 1 is out of range (5–3600)"),
     ({"max_inflight": 0}, "mqtt.max_inflight: 0 is out of range"),
     ({"password_env": "1BAD"}, "mqtt.password_env: '1BAD' is not an environment"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 import time
@@ -325,3 +326,30 @@ def test_schema_package_needs_no_numpy_or_opencv() -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "problem"),
+    [
+        # json recursed into RecursionError
+        ("edgecam/x/detections", b"[" * 100_000 + b"]" * 100_000, "nested 100000 levels deep"),
+        # int() raised ValueError past 4300 digits; str.isdigit() let '²' reach int()
+        ("edgecam/x/count/person", b"9" * 5000, "expected a count like '2'"),
+        ("edgecam/x/count/person", "²".encode(), "expected a count like '2'"),
+        ("edgecam/x/detections", b'{"schema": ' + b"9" * 5000 + b"}", "5000 digits"),
+        # not JSON, though Python's json takes them
+        ("edgecam/x/detections", b'{"schema": NaN}', "NaN is not a number in JSON"),
+        # a valid escape that no UTF-8 writer (a subscriber's log, a terminal) can encode
+        ("edgecam/x/detections", b'{"schema": 1, "type": "\\ud800"}', "lone UTF-16 surrogate"),
+        ("edgecam/x/detections", b" " * ((1 << 20) + 1), "over the limit of 1048576 bytes"),
+        # a device id outside the one rule, as a topic level
+        ("edgecam/\x1b[2J/status", b"online", "is not 1-64 characters"),
+        ("edgecam/cam1/count/+", b"1", "is not an MQTT topic name"),
+    ],
+)
+def test_hostile_payloads_raise_payload_error_only(
+    topic: str, payload: bytes, problem: str
+) -> None:
+    """What crashed subscribers with another exception; docs/mqtt.md catches PayloadError."""
+    with pytest.raises(PayloadError, match=re.escape(problem)):
+        parse_message(topic, payload)

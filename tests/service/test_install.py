@@ -3,6 +3,7 @@ overwriting of an existing config, idempotence, dry runs that change nothing."""
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from edgecam.errors import UsageError
 from edgecam.service.install import (
     DEFAULT_EXEC,
     Layout,
+    check_executable,
     data_dir,
-    exec_warnings,
     plan_install,
     plan_uninstall,
     render_unit,
@@ -170,10 +171,42 @@ def test_render_unit_rewrites_only_the_executable() -> None:
         render_unit(template, executable=None, user="root;rm")
 
 
-def test_executable_under_home_is_flagged() -> None:
-    assert exec_warnings(Path("/home/pi/venv/bin/edgecam"))
-    assert exec_warnings(Path("/root/venv/bin/edgecam"))
-    assert exec_warnings(DEFAULT_EXEC) == []
+@pytest.mark.parametrize(
+    ("executable", "problem"),
+    [
+        # hidden from the service by the unit's own sandbox: it would fail at every start
+        ("/tmp/venv/bin/edgecam", "under /tmp, which the service cannot see (PrivateTmp=yes"),
+        ("/var/tmp/v/bin/edgecam", "under /var/tmp"),
+        ("/home/pi/venv/bin/edgecam", "under /home, which the service cannot see (ProtectHome"),
+        ("/root/venv/bin/edgecam", "under /root"),
+        # the unit does not run in the caller's directory
+        ("venv/bin/edgecam", "a relative path; give the absolute path"),
+        # a newline would add lines (ExecStartPre=...) to the unit
+        ("/opt/x\nExecStartPre=/bin/evil", "control characters"),
+        ("/opt/\udcff/bin/edgecam", "not UTF-8"),  # an undecodable byte from argv
+        ('/opt/"q"/bin/edgecam', "quotes and backslashes"),
+    ],
+)
+def test_executables_the_service_cannot_run_are_refused(executable: str, problem: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(problem)):
+        check_executable(Path(executable), root=Path("/stage"))
+
+
+def test_hidden_executable_refused_through_the_cli_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["service", "install", "--prefix", str(tmp_path), "--edgecam", "/tmp/v/edgecam"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "PrivateTmp=yes" in err
+    assert not Layout(tmp_path).unit.exists()
+
+
+def test_installing_into_the_real_root_needs_the_executable_to_exist() -> None:
+    with pytest.raises(UsageError, match="no executable file there"):
+        check_executable(Path("/opt/no-such-venv/bin/edgecam"), root=Path("/"))
+    check_executable(TRUE, root=Path("/"))
+    check_executable(DEFAULT_EXEC, root=Path("/stage"))  # packaging: need not exist here
 
 
 def test_data_dir_is_the_source_tree_here() -> None:

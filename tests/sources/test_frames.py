@@ -7,6 +7,7 @@ order they come back in can be read off their shapes.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,13 @@ import pytest
 
 from edgecam.errors import SourceError
 from edgecam.sources import Source, open_source
-from edgecam.sources.frames import FramesDirSource, natural_key
+from edgecam.sources.frames import FramesDirSource, ImageTooLarge, decode_image, natural_key
+from tests.support.huge_images import (
+    bmp_header_only,
+    flat_jpeg,
+    png_header_only,
+    webp_vp8x_header_only,
+)
 
 Array = npt.NDArray[np.uint8]
 
@@ -145,15 +152,23 @@ def test_image_source_loops_the_same_frame(owl: Path) -> None:
         frames[0].pixels[0, 0, 0] = 1
 
 
-@pytest.mark.parametrize("content", [b"", b"GIF89a not really", b"\xff\xd8\xff\xe0 truncated"])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "not a JPEG, PNG, BMP or WebP image"),
+        (b"GIF89a not really", "not a JPEG, PNG, BMP or WebP image"),
+        (b"\xff\xd8\xff\xe0 truncated", "JPEG header without a valid size"),
+        (png_header_only(64, 48), "cannot be decoded as an image"),  # header fine, no data
+    ],
+)
 def test_undecodable_image_is_a_source_error_naming_the_file(
-    tmp_path: Path, content: bytes
+    tmp_path: Path, content: bytes, problem: str
 ) -> None:
     path = tmp_path / "snapshot.jpg"
     path.write_bytes(content)
     with pytest.raises(SourceError) as info:
         open_source(str(path))
-    assert str(path) in str(info.value) and "cannot be decoded as an image" in str(info.value)
+    assert str(info.value).startswith(f"{path}: {problem}")
 
 
 def test_closed_source_reads_nothing(owl: Path) -> None:
@@ -161,3 +176,82 @@ def test_closed_source_reads_nothing(owl: Path) -> None:
     source.close()
     source.close()  # idempotent
     assert source.read() is None
+
+
+# ---- bounded memory: sizes come from the header, before decoding (issue 14, item 3) --------
+
+HUGE = [
+    # (format, file bytes): 30000 x 30000 = 900 MP, 2.7 GB once decoded to BGR
+    ("jpg", flat_jpeg(30000, 30000)),  # a real, decodable 3.5 MB JPEG
+    ("png", png_header_only(30000, 30000)),
+    ("bmp", bmp_header_only(30000, -30000)),  # top-down BMPs have a negative height
+    ("webp", webp_vp8x_header_only(16383, 16383)),  # WebP's largest canvas: 268 MP
+]
+
+
+@pytest.mark.parametrize(("suffix", "content"), HUGE, ids=[h[0] for h in HUGE])
+def test_huge_images_are_refused_from_their_header(
+    tmp_path: Path, suffix: str, content: bytes
+) -> None:
+    path = tmp_path / f"huge.{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(ImageTooLarge) as info:
+        open_source(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "megapixels, over the limit of 50" in message
+    assert info.value.exit_code == 2
+
+
+def test_the_pixel_limit_is_the_callers(tmp_path: Path, owl: Path) -> None:
+    with pytest.raises(ImageTooLarge, match=r"512x384 JPEG is 0\.2 megapixels"):
+        decode_image(owl, max_pixels=512 * 384 - 1)
+    assert decode_image(owl, max_pixels=512 * 384).shape == (384, 512, 3)
+    small = tmp_path / "flat.jpg"
+    small.write_bytes(flat_jpeg(640, 480))
+    assert decode_image(small).shape == (480, 640, 3)  # the generator makes real JPEGs
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"II*\x00" + bytes(64),  # TIFF: OpenCV decodes it, with no size check of ours
+        b"P6\n30000 30000\n255\n",  # PPM
+        b"GIF89a" + bytes(16),
+    ],
+    ids=["tiff", "ppm", "gif"],
+)
+def test_only_the_documented_formats_are_decoded_whatever_the_name(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "photo.png"
+    path.write_bytes(content)
+    with pytest.raises(SourceError, match="not a JPEG, PNG, BMP or WebP image"):
+        decode_image(path)
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_named_like_an_image_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "frame.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(SourceError, match="not a regular file"):
+        open_source(str(fifo))
+
+
+def test_frames_dir_skips_and_counts_oversized_frames(
+    tmp_path: Path, owl: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Per file, like a corrupt frame: one stray huge photo does not end a long recording."""
+    _write(tmp_path / "frame_1.jpg", _scaled(owl, 100))
+    (tmp_path / "frame_2.jpg").write_bytes(flat_jpeg(30000, 30000))
+    _write(tmp_path / "frame_3.jpg", _scaled(owl, 120))
+    with caplog.at_level(logging.WARNING), open_source(str(tmp_path)) as source:
+        assert isinstance(source, FramesDirSource)
+        widths = [f.width for f in iter(source.read, None)]
+        assert widths == [100, 120] and source.skipped == 1
+    assert "frame_2.jpg: 30000x30000 JPEG is 900.0 megapixels" in caplog.text
+
+
+def test_frames_dir_of_only_oversized_frames_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png_header_only(20000, 20000))
+    with pytest.raises(SourceError, match="none of its 1 image files could be decoded"):
+        FramesDirSource(tmp_path).read()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,7 @@ import pytest
 
 from edgecam.errors import SourceError
 from edgecam.sources import Source, open_source
+from tests.support.huge_images import flat_jpeg
 
 Array = npt.NDArray[np.uint8]
 
@@ -110,3 +112,41 @@ def test_read_after_close_returns_none(asset_video: Path) -> None:
     source.close()
     source.close()
     assert source.read() is None
+
+
+def test_unreadable_video_leaves_no_ffmpeg_noise_on_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """FFmpeg and OpenCV print '[mov,mp4 @ 0x..] moov atom not found' and a VIDEOIO warning
+    straight to fd 2; they go to the debug log, and edgecam's own one-line error stands alone."""
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"just some text, not a video\n")
+    with (
+        caplog.at_level(logging.DEBUG, logger="edgecam.sources.opencv"),
+        pytest.raises(SourceError),
+    ):
+        open_source(str(path))
+    # Nothing raw on fd 2 (a log handler another test left at debug level may print the
+    # records themselves, each prefixed by its logger).
+    raw = [x for x in capfd.readouterr().err.splitlines() if "edgecam.sources.opencv" not in x]
+    assert raw == []
+    assert "ffmpeg: " in caplog.text  # kept for whoever debugs, not lost
+
+
+def test_huge_video_frames_are_refused_before_any_is_decoded(tmp_path: Path) -> None:
+    """Two 16000 x 16000 MJPEG frames (2 MB on disk, 768 MB each as BGR): the container's
+    declared size is checked right after opening, before the first read."""
+    path = tmp_path / "crafted.mjpeg"
+    path.write_bytes(flat_jpeg(16000, 16000) * 2)
+    with pytest.raises(SourceError) as info:
+        open_source(str(path))
+    assert str(info.value).startswith(
+        f"{path}: 16000x16000 video frames are 256.0 megapixels, over the limit of 50"
+    )
+
+
+def test_video_frame_limit_applies_to_every_frame(asset_video: Path) -> None:
+    with pytest.raises(SourceError, match=r"768x432 video frames are 0\.3 megapixels"):
+        open_source(str(asset_video), max_pixels=768 * 432 - 1)
+    with open_source(str(asset_video), max_pixels=768 * 432) as source:
+        assert source.read() is not None

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edgecam.config import DEFAULT_CONFIG_PATH, load_config
-from edgecam.service.install import DEFAULT_EXEC, Layout
+from edgecam.service.install import DEFAULT_EXEC, Layout, render_unit
 from tests.support.paths import REPO
 
 UNIT = REPO / "systemd" / "edgecam.service"
@@ -250,3 +250,26 @@ def test_models_run_under_memory_deny_write_execute(
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 5
     assert all(f'"type":"{kind}"' in line for line in lines)
+
+
+def test_path_with_a_space_is_one_quoted_word_that_systemd_accepts(tmp_path: Path) -> None:
+    """Unquoted, `/opt/my venv/bin/edgecam` is the program `/opt/my` with an argument."""
+    exe = tmp_path / "my venv 100%" / "bin" / "edgecam"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    template = UNIT.read_text()
+    unit = render_unit(template, executable=exe, user=None)
+    line = next(x for x in unit.splitlines() if x.startswith("ExecStart="))
+    quoted = str(exe).replace("%", "%%")
+    assert line == f'ExecStart="{quoted}" run --config /etc/edgecam/edgecam.toml'
+    copy = tmp_path / "edgecam.service"
+    copy.write_text(unit)
+    done = subprocess.run(
+        [systemd_analyze(), "verify", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
