@@ -171,3 +171,15 @@ def test_init_files_only_re_export(path: Path) -> None:
 def test_top_level_stays_small() -> None:
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= 8, f"edgecam/ has {len(top)} top-level modules: {top}"
+
+
+def test_only_the_cli_imports_the_commands() -> None:
+    """Commands are the composition root's leaves: nothing else builds on them."""
+    bad = [
+        f"{name} line {line}: {target}"
+        for name in MODULES
+        if not name.startswith(("edgecam.commands", "edgecam.cli"))
+        for target, line in _imports(name)
+        if (_internal(target) or "").startswith("edgecam.commands")
+    ]
+    assert not bad, "only edgecam.cli may import edgecam.commands: " + ", ".join(bad)

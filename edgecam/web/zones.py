@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edgecam.commands.config import dump_toml
 from edgecam.config.problems import describe_errors
 from edgecam.config.root import EdgecamConfig
+from edgecam.config.writer import dump_toml
 from edgecam.config.zones import ZoneSection
 from edgecam.core.zones import Zones, bottom_centre
 from edgecam.types import Detections
