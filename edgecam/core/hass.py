@@ -23,6 +23,7 @@ tests/sinks/mqtt/test_hass_validate.py:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,8 +39,16 @@ _NODE_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def node_id(device_id: str) -> str:
-    """HA's node_id allows [a-zA-Z0-9_-] only; device ids may also contain '.'."""
-    return "edgecam_" + _NODE_UNSAFE.sub("_", device_id)
+    """HA's node_id allows [a-zA-Z0-9_-] only; device ids may also contain '.'.
+
+    An id with a '.' gets a short hash of the real id appended, so `a.b` and `a_b` (two
+    cameras) never share a node id, unique ids or entities; ids without '.' keep their
+    plain form, so existing entities keep their ids.
+    """
+    safe = _NODE_UNSAFE.sub("_", device_id)
+    if safe != device_id:
+        safe += "_" + hashlib.sha256(device_id.encode()).hexdigest()[:8]
+    return "edgecam_" + safe
 
 
 @dataclass(frozen=True, slots=True)

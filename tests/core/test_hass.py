@@ -7,6 +7,7 @@ running its own discovery code in tests/sinks/mqtt/test_hass_validate.py.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -73,19 +74,19 @@ def test_features_off_leave_their_entities_out() -> None:
 def test_common_keys_and_entity_ids() -> None:
     for entity in hass.entities(CAM):
         c = entity.config
-        object_id = f"edgecam_garage_pi_{entity.key}"
+        object_id = f"edgecam_garage_pi_f5825eb8_{entity.key}"
         assert c["unique_id"] == object_id
         # Both keys, consistent: HA < 2025.10 reads object_id, newer HA default_entity_id.
         assert c["object_id"] == object_id
         assert c["default_entity_id"] == f"{entity.platform}.{object_id}"
         assert "def_ent_id" not in c
         assert entity.discovery_topic == (
-            f"homeassistant/{entity.platform}/edgecam_garage_pi/{entity.key}/config"
+            f"homeassistant/{entity.platform}/edgecam_garage_pi_f5825eb8/{entity.key}/config"
         )
         assert c["availability_topic"] == "edgecam/garage.pi/status"
         assert (c["payload_available"], c["payload_not_available"]) == ("online", "offline")
         assert c["device"] == {
-            "identifiers": ["edgecam_garage_pi"],
+            "identifiers": ["edgecam_garage_pi_f5825eb8"],
             "name": "garage.pi",
             "manufacturer": "edgecam",
             "model": "ssd_mobilenet_v1",
@@ -106,7 +107,7 @@ def test_state_topics() -> None:
     assert e["person_occupancy"].config["state_topic"] == "edgecam/garage.pi/occupancy/person"
     assert e["person_occupancy"].config["device_class"] == "occupancy"
     assert e["dining_table_count"].config["state_topic"] == "edgecam/garage.pi/count/dining_table"
-    assert e["person_count"].config["unique_id"] == "edgecam_garage_pi_person_count"  # as before
+    assert e["person_count"].config["unique_id"] == "edgecam_garage_pi_f5825eb8_person_count"
     assert e["person_snapshot"].config["image_topic"] == "edgecam/garage.pi/snapshot/person"
     assert (
         e["zone_driveway_car_occupancy"].config["state_topic"]
@@ -155,13 +156,15 @@ def test_event_message() -> None:
         "score": 0.81,
         "track_id": "r1:4",
         "camera": "garage.pi",
-        "snapshot": "image.edgecam_garage_pi_person_snapshot",
+        "snapshot": "image.edgecam_garage_pi_f5825eb8_person_snapshot",
         "snapshot_topic": "edgecam/garage.pi/snapshot/person",
     }
     car = hass.event_message(CAM, "end", {**event, "label": "car"}, zone="driveway")
     assert car["zone"] == "driveway" and car["snapshot"] is None  # car has no image entity
 
 
-def test_node_id_is_discovery_safe() -> None:
-    assert hass.node_id("garage.pi") == "edgecam_garage_pi"
-    assert hass.node_id("cam-1_a") == "edgecam_cam-1_a"
+def test_node_id_is_discovery_safe_and_never_shared() -> None:
+    dotted = hass.node_id("garage.pi")
+    assert re.fullmatch(r"edgecam_garage_pi_[0-9a-f]{8}", dotted)
+    assert dotted != hass.node_id("garage_pi") == "edgecam_garage_pi"  # two cameras, two ids
+    assert hass.node_id("cam-1_a") == "edgecam_cam-1_a"  # ids without '.' are unchanged
