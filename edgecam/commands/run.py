@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
+from urllib.parse import quote
 
 from edgecam.commands.common import (
     add_config_flags,
@@ -19,14 +20,15 @@ from edgecam.commands.common import (
     model_overrides,
 )
 from edgecam.config import EdgecamConfig
+from edgecam.config.source import SourceSection, source_password
 from edgecam.core.payload import new_run_id
 from edgecam.dirs import state_dir
 from edgecam.errors import EXIT_OK
-from edgecam.logsetup import setup_logging
+from edgecam.logsetup import register_secret, setup_logging
 from edgecam.pipeline.engine import Engine, open_engine
 from edgecam.pipeline.metrics import cpu_temperature_c
 from edgecam.pipeline.pipeline import Pipeline, PipelineSummary
-from edgecam.secrets import secret_values
+from edgecam.secrets import secret_values, url_passwords
 from edgecam.service.hooks import ServiceHooks, install_signal_handlers
 from edgecam.service.notify import Notifier
 from edgecam.sinks import Sink
@@ -150,6 +152,20 @@ def run(config: EdgecamConfig, *, stop: threading.Event | None = None) -> int:
     return EXIT_OK
 
 
+def _source_password(section: SourceSection) -> str | None:
+    """Read the stream password (file or env) and keep it out of every log line."""
+    if url_passwords(section.spec or ""):
+        log.warning(
+            "source.spec carries a password in the config file: prefer source.password_file "
+            "or source.password_env with USER@ in the URL"
+        )
+    password = source_password(section)
+    if password:
+        register_secret(password)
+        register_secret(quote(password, safe=""))  # as it appears inside the URL
+    return password
+
+
 def _run_pipeline(
     config: EdgecamConfig, hooks: ServiceHooks, stop: threading.Event
 ) -> PipelineSummary:
@@ -168,6 +184,7 @@ def _run_pipeline(
             reconnect=ReconnectPolicy(src.reconnect_initial_s, src.reconnect_max_s, src.give_up_s),
             read_timeout_s=src.read_timeout_s,
             max_pixels=src.max_pixels,
+            password=_source_password(src),
         )
         stack.callback(source.close)
         if hasattr(source, "on_reconnecting"):

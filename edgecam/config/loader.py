@@ -19,7 +19,7 @@ from edgecam.config.root import EdgecamConfig
 from edgecam.dirs import read_regular_file
 from edgecam.errors import ConfigError
 from edgecam.logsetup import printable
-from edgecam.secrets import SECRET_KEYS
+from edgecam.secrets import SECRET_KEYS, url_passwords
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,6 +87,9 @@ def load_config(
     """Read `path` (if any), apply dotted overrides (None = not given), validate all at once."""
     raw = read_toml(path) if path else {}
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key, value in given.items():
+        if isinstance(value, str) and url_passwords(value):
+            raise ConfigError(_url_password_on_command_line(key))
     merged = merge_overrides(raw, given)
     try:
         return EdgecamConfig.model_validate(merged)
@@ -156,6 +159,17 @@ def _secret_key_in(value: Any) -> str | None:
             if inner:
                 return inner
     return None
+
+
+def _url_password_on_command_line(key: str) -> str:
+    """`--source rtsp://u:pw@cam/`, `--mqtt mqtts://u:pw@host`, `--set x=URL`: same reason."""
+    section = key.split(".", 1)[0]
+    instead = f"{section}.password_file or {section}.password_env with USER@ in the URL"
+    return (
+        f"{key} (command line): a password in a URL on the command line is visible to every "
+        f"user in `ps` and stays in shell history; use {instead}, or put the URL in the config "
+        "file (mode 0600)"
+    )
 
 
 def _secret_on_command_line(key: str, where: _Where | None) -> str:

@@ -19,8 +19,8 @@ from pydantic_core import PydanticCustomError
 
 from edgecam.config.base import Section, check_device_id
 from edgecam.config.problems import describe_errors, format_problems
-from edgecam.dirs import read_regular_file
 from edgecam.errors import ConfigError
+from edgecam.secrets import ENV_NAME, read_secret
 
 DEFAULT_PORT = 1883
 
@@ -28,7 +28,6 @@ DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PORT_TEXT = re.compile(r"[0-9]{1,5}")
 _NOT_IN_HOST = " /?#@[]\\"
 
@@ -199,7 +198,7 @@ class MqttSection(Section):
     @field_validator("password_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
+        if value is not None and not ENV_NAME.match(value):
             raise ValueError(f"{value!r} is not an environment variable name")
         return value
 
@@ -288,28 +287,8 @@ def with_url(data: Mapping[str, Any], url: str) -> dict[str, Any]:
 
 def resolve_password(cfg: MqttSection, environ: dict[str, str] | None = None) -> str | None:
     """Read the password from its file or environment variable (only when connecting)."""
-    import os
-
     if cfg.password is not None:
         return cfg.password.get_secret_value()
-    if cfg.password_env:
-        env = os.environ if environ is None else environ
-        if cfg.password_env not in env:
-            raise ConfigError(
-                f"mqtt.password_env: environment variable {cfg.password_env} is not set",
-                "export it, or use mqtt.password_file",
-            )
-        return env[cfg.password_env]
-    if cfg.password_file:
-        try:
-            data = read_regular_file(cfg.password_file, 64 * 1024)
-            return data.decode("utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(
-                f"mqtt.password_file: cannot read {cfg.password_file}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"mqtt.password_file: {cfg.password_file} is not UTF-8 text"
-            ) from None
-    return None
+    return read_secret(
+        "mqtt.password", file=cfg.password_file, env=cfg.password_env, environ=environ
+    )

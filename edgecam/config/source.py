@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
 
 from edgecam.config.base import Section
+from edgecam.secrets import ENV_NAME, read_secret, url_passwords
 from edgecam.sources.base import DEFAULT_MAX_PIXELS
 
 
@@ -37,3 +40,36 @@ class SourceSection(Section):
     give_up_s: float = Field(
         300.0, gt=0, description="live source: exit non-zero after this long without frames"
     )
+    password_file: Path | None = Field(
+        None, description="password of a stream URL given as rtsp://USER@host/... (file)"
+    )
+    password_env: str | None = Field(
+        None, description="password of a stream URL given as rtsp://USER@host/... (env var)"
+    )
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _password_needs_a_user(self) -> SourceSection:
+        given = [n for n in ("password_file", "password_env") if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError("set only one of password_file, password_env")
+        if given:
+            spec = self.spec or ""
+            if url_passwords(spec):
+                raise ValueError(f"{given[0]} is set but source.spec already has a password")
+            if "://" not in spec or "@" not in spec.split("://", 1)[1].split("/", 1)[0]:
+                raise ValueError(
+                    f"{given[0]} needs a stream URL with a user name: rtsp://USER@host/..."
+                )
+        return self
+
+
+def source_password(section: SourceSection) -> str | None:
+    """The stream password from its file or environment variable (read only when opening)."""
+    return read_secret("source.password", file=section.password_file, env=section.password_env)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgecam.errors import SourceError
-from edgecam.secrets import mask_url_password
+from edgecam.secrets import mask_url_password, with_url_password
 from edgecam.sources.base import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ReconnectPolicy, Source
 from edgecam.sources.platform import ALTERNATIVES, resolve_default_source
 
@@ -93,6 +93,7 @@ def open_source(
     reconnect: ReconnectPolicy | None = None,
     read_timeout_s: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    password: str | None = None,
 ) -> Source:
     """Open the source a spec names (see the module docstring).
 
@@ -100,7 +101,9 @@ def open_source(
     by replays and URLs. model_input (width, height) sizes the picamera2 lores stream so the
     ISP does the resize. loop restarts replays at the end. reconnect and read_timeout_s (None:
     the source's own default) apply to live sources. max_pixels bounds the frames of images,
-    frames dirs and video files (checked from their headers, before decoding).
+    frames dirs and video files (checked from their headers, before decoding). password: of a
+    stream URL written as scheme://USER@host/ (read from a file or the environment, so it is
+    never on the command line); the source's name never shows it.
     """
     if (width is None) != (height is None):
         raise SourceError(f"camera size needs both width and height, got {width}x{height}")
@@ -124,6 +127,13 @@ def open_source(
         from edgecam.sources.opencv import OpenCVLiveSource
 
         device: int | str = int(target) if target.isdigit() else target
+        if password is not None:
+            if kind != "url":
+                raise SourceError(f"source.password_*: {target} is not a stream URL")
+            try:
+                device = with_url_password(target, password)
+            except ValueError as exc:
+                raise SourceError(f"source {mask_url_password(target)!r}: {exc}") from None
         return OpenCVLiveSource(
             device,
             size=size,

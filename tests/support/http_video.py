@@ -6,11 +6,13 @@ listens again on the same port (camera back). Options shape the failure:
 - limit: send only the first N bytes of the file, then close (stream drops mid-way);
 - stall_after: send N bytes, then hold the connection open silently (hung camera); later
   connections are accepted but never answered, so opening hangs too;
-- rate: bytes per second, so a client cannot buffer the whole file at once.
+- rate: bytes per second, so a client cannot buffer the whole file at once;
+- auth: (user, password) required with HTTP basic authentication, like an IP camera's.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import threading
@@ -31,8 +33,11 @@ class VideoServer:
         limit: int | None = None,
         stall_after: int | None = None,
         rate: float | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
         self.data = path.read_bytes()
+        self.auth = auth
+        self.refused = 0
         self.name = path.name
         self.limit = limit
         self.stall_after = stall_after
@@ -89,7 +94,22 @@ class VideoServer:
             sock.bind(("127.0.0.1", 0))
             yield sock.getsockname()[1]
 
+    def _authorised(self, handler: BaseHTTPRequestHandler) -> bool:
+        if self.auth is None:
+            return True
+        token = base64.b64encode(":".join(self.auth).encode()).decode()
+        if handler.headers.get("Authorization") == f"Basic {token}":
+            return True
+        self.refused += 1
+        handler.send_response(401)
+        handler.send_header("WWW-Authenticate", 'Basic realm="camera"')
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return False
+
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        if not self._authorised(handler):
+            return
         with self._lock:
             self.requests += 1
             first = self.requests == 1
