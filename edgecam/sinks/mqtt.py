@@ -5,6 +5,11 @@ publisher thread hands the oldest rows to paho, at most `max_inflight` at a time
 row only when the broker's PUBACK arrives. paho re-sends its in-flight messages after a
 reconnect; rows never handed over stay on disk across restarts and are sent first on the next
 start. Duplicates are possible (QoS 1 is at-least-once) and recognisable by (run_id, seq).
+When the outbox cannot store (disk full), messages wait in memory instead (mqtt_queue).
+
+Failures are never swallowed: a storage failure is handled where it happens (mqtt_queue) and
+shows in `health()`; anything else that stops the publisher thread is a bug that fails the
+run (the next `handle()` and `close()` raise SinkError, the service stops feeding the watchdog).
 
 Not through the outbox, by design: `status` (Last Will + retained online/offline), `stats` and
 Home Assistant discovery (retained latest values: queuing stale ones helps nobody; they are
@@ -37,8 +42,10 @@ from edgecam.core.payload import (
     label_topic_level,
     new_run_id,
 )
+from edgecam.errors import SinkError
 from edgecam.pipeline.metrics import CpuMeter, process_age_s, rss_mb
 from edgecam.schema import parse_event
+from edgecam.sinks.base import SinkHealth
 from edgecam.sinks.mqtt_client import (
     Backoff,
     FirstOutcome,
@@ -49,12 +56,16 @@ from edgecam.sinks.mqtt_client import (
     set_reconnect_delay,
 )
 from edgecam.sinks.mqtt_hass import Discovery
+from edgecam.sinks.mqtt_queue import MessageQueue
 from edgecam.sinks.mqtt_window import InflightWindow
-from edgecam.sinks.outbox import Outbox, open_outbox
+from edgecam.sinks.outbox import Outbox, open_outbox, outbox_path
+from edgecam.sinks.outbox_files import OutboxError
 from edgecam.types import Detections, Result
 
 log = logging.getLogger(__name__)
 StatsProvider = Callable[[], Mapping[str, Any]]
+#: The publisher loop wakes at least every 0.5 s; this long without a pass means it hangs.
+STALL_S = 60.0
 
 
 def _dumps(payload: Mapping[str, Any]) -> bytes:
@@ -67,7 +78,7 @@ class MqttSink:
     def __init__(
         self,
         cfg: MqttSection,
-        outbox: Outbox,
+        queue: MessageQueue,
         *,
         device_id: str,
         model: str,
@@ -77,7 +88,7 @@ class MqttSink:
         run_id: str | None = None,
     ) -> None:
         self.cfg = cfg
-        self.outbox = outbox
+        self.queue = queue
         self.device_id = device_id
         self.model = model
         self.run_id = run_id or new_run_id()
@@ -94,7 +105,9 @@ class MqttSink:
         self._rewind = False
         self._wake = False  # set with every notify, so a wake-up between waits is never lost
         self._ever_connected = False
-        self._window = InflightWindow(outbox, cfg.max_inflight)  # publisher thread only
+        self._window = InflightWindow(queue, cfg.max_inflight)  # publisher thread only
+        self._failure: str | None = None  # why the publisher thread stopped (a bug)
+        self._beat = time.monotonic()  # last pass of the publisher loop
         self._seq_lock = threading.Lock()
         self._seq: Counter[str] = Counter()
         self._counts: dict[str, int] = {}
@@ -135,11 +148,27 @@ class MqttSink:
 
     @property
     def dropped(self) -> int:
-        return self.outbox.dropped
+        """Messages that will never be delivered, this run (outbox cap, memory overflow)."""
+        return self.queue.counters()["messages_dropped"]
 
     @property
     def outbox_depth(self) -> int:
-        return self.outbox.depth
+        """Messages waiting for their PUBACK, on disk or in memory."""
+        return self.queue.pending
+
+    def health(self) -> SinkHealth:
+        """For the service's status line and watchdog; cheap, no I/O."""
+        if self._failure is not None:
+            return SinkHealth("failed", self.state, self._failure)
+        age = time.monotonic() - self._beat
+        if self._thread.is_alive() and age > STALL_S:
+            return SinkHealth("failed", self.state, f"MQTT publisher stuck for {age:.0f} s")
+        pending = self.queue.pending
+        summary = self.state
+        if pending and not self._connected:
+            summary = f"{summary}, {pending} queued"
+        state, problem = self.queue.health()
+        return SinkHealth(state, summary, problem)
 
     def start(self) -> None:
         """Bounded first connection attempt, then background publishing (SinkError if fatal)."""
@@ -147,12 +176,14 @@ class MqttSink:
         try:
             first_connect(self.client, self.cfg, self.endpoint, self._first)
         except BaseException:
-            self.outbox.close()
+            self.queue.close()
             raise
         self._thread.start()
 
     def handle(self, result: Result) -> None:
-        """Queue one frame's message (never blocks on the network)."""
+        """Queue one frame's message (never blocks on the network); SinkError once the
+        publisher cannot go on, so the run stops instead of piling up undeliverable messages."""
+        self._raise_if_failed()
         output = result.output
         if isinstance(output, Detections) and self.cfg.publish_counts:
             self._update_counts(output.label)
@@ -195,12 +226,12 @@ class MqttSink:
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def counters(self) -> dict[str, Any]:
+        health = self.health()
         return {
             "state": self.state,
-            "outbox_depth": self.outbox.depth,
-            "outbox_bytes": self.outbox.bytes,
-            "messages_dropped": self.outbox.dropped,
-            "messages_dropped_total": self.outbox.dropped_total,
+            **self.queue.counters(),
+            "health": health.state,
+            "problem": health.problem,
             "messages_rejected": self._window.counters.rejected,
             "published": self.published,
             "acked": self.acked,
@@ -208,14 +239,19 @@ class MqttSink:
         }
 
     def close(self, timeout: float = 5.0) -> None:
-        """Drain while connected (up to `timeout`), publish `offline`; the rest stays on disk."""
+        """Drain while connected (up to `timeout`), publish `offline`; the rest stays on disk.
+
+        SinkError (after closing everything) if the publisher failed, or if messages only
+        memory held were neither delivered nor stored: that loss must not exit 0.
+        """
         if self._closed:
             return
         self._closed = True
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cond:
             self._cond.wait_for(
-                lambda: self.outbox.depth == 0 or not self._connected, max(0.0, timeout)
+                lambda: self.queue.pending == 0 or not self._connected or self._failure,
+                max(0.0, timeout),
             )
             self._stop = self._wake = True
             self._cond.notify_all()
@@ -228,9 +264,24 @@ class MqttSink:
                 log.debug("offline status not confirmed: %s", exc)
         self.client.disconnect()  # wakes the network loop, which then exits at once
         self.client.loop_stop()
-        if self.outbox.depth:
-            log.info("%d message(s) stay in the outbox for the next start", self.outbox.depth)
-        self.outbox.close()
+        stored = self.queue.pending - self.queue.in_memory
+        if stored:
+            log.info("%d message(s) stay in the outbox for the next start", stored)
+        lost = self.queue.close()
+        self._raise_if_failed()
+        if lost:
+            raise SinkError(
+                f"MQTT: {lost} message(s) neither delivered nor stored at stop"
+                " (the outbox could not write; see the log for totals)",
+                "free space for the outbox (df -h); see the README on a full disk",
+            )
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise SinkError(self._failure, "this is a bug in edgecam: please report the log line")
+        health = self.health()
+        if health.state == "failed":
+            raise SinkError(health.problem or "MQTT publisher failed")
 
     # -- producer side ---------------------------------------------------------------------
 
@@ -244,7 +295,7 @@ class MqttSink:
         if self._closed:  # a late call during shutdown: the outbox is (being) closed
             log.debug("%s after close: not published", topic)
             return
-        self.outbox.append(topic, payload, self.cfg.qos, retain)
+        self.queue.put(topic, payload, self.cfg.qos, retain)
         self._notify()
 
     def _notify(self) -> None:
@@ -306,10 +357,9 @@ class MqttSink:
             self._cond.notify_all()
         if was_connected and not self._stop:
             log.warning(
-                "MQTT connection to %s lost (%s): buffering in the outbox %s",
+                "MQTT connection to %s lost (%s): buffering in the outbox",
                 describe(self.endpoint),
                 reason_text(reason),
-                self.outbox.path,
             )
         set_reconnect_delay(client, self._backoff.next())
 
@@ -332,18 +382,23 @@ class MqttSink:
     # -- publisher thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Publisher thread: must outlive any single failure, or delivery would silently stop."""
-        while True:
-            try:
-                self._publish_loop()
-                return
-            except Exception:
-                log.exception("MQTT publisher failed; restarting it in 1 s")
-                time.sleep(1.0)
+        """Publisher thread. Storage failures are handled inside (mqtt_queue); anything that
+        still escapes is a bug: restarting the loop would repeat it forever behind a green
+        watchdog, so it stops the run instead (one ERROR line; traceback at DEBUG)."""
+        try:
+            self._publish_loop()
+        except Exception as exc:  # the thread's top: turned into a run failure, not swallowed
+            where = _origin(exc)
+            self._failure = f"MQTT publisher stopped: {type(exc).__name__}: {exc} ({where})"
+            log.error("%s; edgecam stops with exit status 1", self._failure)
+            log.debug("MQTT publisher traceback", exc_info=True)
+            self._notify()
 
     def _publish_loop(self) -> None:
         next_stats = 0.0  # publish stats as soon as we are connected, then every interval
         while True:
+            self._beat = time.monotonic()
+            self.queue.maintain()
             with self._cond:
                 timeout = min(0.5, max(0.0, next_stats - time.monotonic()))
                 self._cond.wait_for(lambda: self._wake, timeout)
@@ -364,11 +419,7 @@ class MqttSink:
                     self._publish_stats()
 
     def _publish_stats(self) -> None:
-        try:
-            pipeline = dict(self._stats_provider()) if self._stats_provider else {}
-        except Exception:
-            log.exception("stats provider failed; publishing the MQTT part only")
-            pipeline = {}
+        pipeline = dict(self._stats_provider()) if self._stats_provider else {}
         payload = build_stats_payload(
             device_id=self.device_id,
             run_id=self.run_id,
@@ -400,16 +451,11 @@ def open_mqtt_sink(
     publishing. SinkError/ConfigError if fatal."""
     if cfg.password is not None:
         log.warning("mqtt.password is set in the config file: prefer password_file or password_env")
-    outbox = open_outbox(
-        outbox_cfg.path,
-        max_messages=outbox_cfg.max_messages,
-        max_bytes=outbox_cfg.max_bytes,
-        state=state_dir,
-    )
+    queue = open_queue(outbox_cfg, state_dir)
     try:
         sink = MqttSink(
             cfg,
-            outbox,
+            queue,
             device_id=device_id,
             model=model,
             stats_provider=stats_provider,
@@ -418,7 +464,35 @@ def open_mqtt_sink(
             run_id=run_id,
         )
     except BaseException:
-        outbox.close()
+        queue.close()
         raise
     sink.start()
     return sink
+
+
+def open_queue(cfg: OutboxSection, state_dir: Path | None = None) -> MessageQueue:
+    """The outbox, or, when it cannot be opened for now (disk full, I/O error), memory with
+    retries: live delivery must not wait for the disk. SinkError for a damaged or read-only
+    outbox (its advice keeps the queued messages)."""
+
+    def reopen() -> Outbox:
+        return open_outbox(
+            cfg.path, max_messages=cfg.max_messages, max_bytes=cfg.max_bytes, state=state_dir
+        )
+
+    try:
+        return MessageQueue(reopen(), cfg, reopen=reopen)
+    except OutboxError as exc:
+        log.info("outbox %s not opened; starting from memory", outbox_path(cfg.path, state_dir))
+        return MessageQueue(None, cfg, reopen=reopen, failure=exc)
+
+
+def _origin(exc: BaseException) -> str:
+    """file:line of the innermost frame, so a one-line report still points at the bug."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "unknown location"
+    code = tb.tb_frame.f_code
+    return f"{Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name}"
