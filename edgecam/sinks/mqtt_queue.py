@@ -24,10 +24,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edgecam.config.outbox import OutboxSection
+from edgecam.errors import SinkError
 from edgecam.sinks.base import HealthState
-from edgecam.sinks.outbox import Outbox
+from edgecam.sinks.outbox import Outbox, open_outbox, outbox_path
 from edgecam.sinks.outbox_files import OutboxError
 
 log = logging.getLogger(__name__)
@@ -188,7 +190,11 @@ class MessageQueue:
                     self._cursor = min(self._cursor, message.row - 1)
 
     def maintain(self) -> None:
-        """Called by the publisher every tick: retry a failing outbox, report a lasting one."""
+        """Called by the publisher every tick: retry a failing outbox, report a lasting one.
+
+        The disk is probed without the lock (a failing card can take seconds per call, and
+        producers must not wait for that); only moving memory into the outbox holds it, so
+        no message put meanwhile is left behind or overtaken."""
         now = self._clock()
         with self._lock:
             if self._problem is None or now < self._retry_at:
@@ -197,25 +203,30 @@ class MessageQueue:
             if now >= self._report_at:
                 self._report_at = now + REPORT_S
                 self._report(now)
-            self._retry()
-
-    def _retry(self) -> None:
+            outbox, cursor = self._outbox, self._cursor
         try:
-            if self._outbox is None:
+            if outbox is None:
                 if self._reopen is None:
                     return
-                self._outbox = self._reopen()
-                self._outbox.note_lost(self.lost)
-            self._outbox.flush_deletes()
-            self._outbox.peek(self._cursor, 1)
-            waiting = list(self._memory)
-            if waiting:
-                self._outbox.append_many([(m.topic, m.payload, m.qos, m.retain) for m in waiting])
-            else:
-                self._outbox.probe()
+                outbox = self._reopen()
+                with self._lock:
+                    self._outbox = outbox
+                    outbox.note_lost(self.lost)
+            outbox.flush_deletes()
+            outbox.peek(cursor, 1)
+            with self._lock:
+                self._move_memory_to(outbox)
         except OutboxError as exc:
-            self._fail(exc)
-            return
+            with self._lock:
+                self._fail(exc)
+
+    def _move_memory_to(self, outbox: Outbox) -> None:
+        """The outbox works again: what waits in memory goes into it (caller holds the lock)."""
+        waiting = list(self._memory)
+        if waiting:
+            outbox.append_many([(m.topic, m.payload, m.qos, m.retain) for m in waiting])
+        else:
+            outbox.probe()
         self._memory.clear()
         self._memory_bytes = 0
         self._recovered(len(waiting))
@@ -283,7 +294,7 @@ class MessageQueue:
             return "ok", None
         why = f"{problem}; {held} message(s) in memory"
         if problem.kind != "full" and failing >= self.cfg.give_up_s:
-            return "failed", f"{problem} for {failing:.0f} s (outbox.give_up_s)"
+            return "failed", f"{problem} for {failing:.0f} s (outbox.give_up_s): {problem.advice}"
         return "degraded", why
 
     def counters(self) -> dict[str, int]:
@@ -321,3 +332,26 @@ class MessageQueue:
                 left,
             )
         return left
+
+
+def open_queue(cfg: OutboxSection, state_dir: Path | None = None) -> MessageQueue:
+    """The outbox, or, when it cannot be opened for now (disk full, I/O error), memory with
+    retries: live delivery must not wait for the disk. SinkError for a damaged or read-only
+    outbox (its advice keeps the queued messages)."""
+
+    path = outbox_path(cfg.path, state_dir)
+
+    def reopen() -> Outbox:
+        """While running, every failure to open is an OutboxError (retried, escalated by
+        give_up_s); only start-up turns a damaged file into a refusal."""
+        try:
+            return Outbox(path, max_messages=cfg.max_messages, max_bytes=cfg.max_bytes)
+        except SinkError as exc:  # the lock: taken by another process, or not creatable
+            raise OutboxError(path, "open it", "busy", exc.message) from exc
+
+    try:
+        outbox = open_outbox(path, max_messages=cfg.max_messages, max_bytes=cfg.max_bytes)
+    except OutboxError as exc:
+        log.info("outbox %s not opened; starting from memory", path)
+        return MessageQueue(None, cfg, reopen=reopen, failure=exc)
+    return MessageQueue(outbox, cfg, reopen=reopen)

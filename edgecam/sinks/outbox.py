@@ -85,6 +85,7 @@ class Outbox:
         self._skip_through = 0  # rows <= this were acknowledged in an earlier run
         self._mark: AckMark | None = None
         self._last_mark = -MARK_INTERVAL_S
+        self._mark_failed = False
         self._dropped_saved = 0  # the persisted lifetime counter, as last read or written
         self._dropped_unsaved = 0  # drops not yet in the file (it could not be written)
         self.dropped = 0  # this run: cap and oversize drops
@@ -359,11 +360,14 @@ class Outbox:
                     self._skip_through,
                 )
 
-    def _write_mark(self, *, force: bool = False) -> None:
-        """Every row up to the first one not yet done is acknowledged (rate-limited)."""
+    def _write_mark(self, *, force: bool = False) -> bool:
+        """Every row up to the first one not yet done is acknowledged (rate-limited); False
+        when no mark could be written."""
         now = time.monotonic()
-        if self._mark is None or (now - self._last_mark < MARK_INTERVAL_S and not force):
-            return
+        if self._mark is None:
+            return False
+        if now - self._last_mark < MARK_INTERVAL_S and not force:
+            return True
         self._last_mark = now
         upto = self._skip_through
         try:
@@ -374,9 +378,11 @@ class Outbox:
                     break
                 upto = int(row_id)
         except sqlite3.Error as exc:
-            log.warning("outbox %s: cannot read it to mark acknowledged rows: %s", self.path, exc)
-            return
-        self._mark.write(upto)
+            if not self._mark_failed:  # once: the failure itself is reported by the caller
+                log.warning("outbox %s: cannot read it to mark delivered rows: %s", self.path, exc)
+            self._mark_failed = True
+            return False
+        return self._mark.write(upto)
 
     def _totals(self) -> tuple[int, int]:
         row = self._db.execute(
@@ -400,14 +406,16 @@ class Outbox:
                 try:
                     self._delete_done()
                 except sqlite3.Error as exc:
+                    marked = self._write_mark(force=True)
                     log.warning(
-                        "outbox %s: %d delivered message(s) could not be deleted (%s): the next"
-                        " start skips them",
+                        "outbox %s: %d delivered message(s) could not be deleted (%s): %s",
                         self.path,
                         len(self._done),
                         exc,
+                        "the next start skips them"
+                        if marked
+                        else "the next start may send them again (duplicates)",
                     )
-                    self._write_mark(force=True)
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:  # full or failing disk: SQLite replays the WAL at open

@@ -10,6 +10,7 @@ message in memory) and bugs still surface unchanged.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -55,8 +56,8 @@ _KIND_BY_TEXT: tuple[tuple[str, StorageKind], ...] = (
 _ADVICE: dict[StorageKind, str] = {
     "full": "free space on that file system (df -h {dir}); the queued messages stay in the outbox",
     "io": "the storage reports I/O errors (a failing SD card?): check `dmesg`",
-    "damaged": "the outbox file is damaged (see the README, 'When the disk is full or the "
-    "outbox is damaged')",
+    "damaged": "the outbox file is damaged, or the storage fails (check `dmesg`); see the "
+    "README, 'Disk full, damaged outbox'",
     "readonly": "the file system is read-only (remounted after errors?): check `dmesg`",
     "busy": "another program holds a lock on the outbox file",
 }
@@ -137,6 +138,9 @@ def lock_exclusive(path: Path) -> IO[bytes]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            kind: StorageKind = "io" if exc.errno == errno.EIO else "full"
+            raise OutboxError(path, "open it", kind, exc.strerror or str(exc)) from None
         raise SinkError(
             f"{path}: cannot create the outbox: {exc.strerror}",
             "set outbox.path to a writable file (or run with a StateDirectory)",
