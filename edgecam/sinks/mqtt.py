@@ -31,6 +31,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edgecam.config.homeassistant import HomeAssistantSection
 from edgecam.config.mqtt import MqttSection
@@ -55,17 +57,14 @@ from edgecam.sinks.mqtt_client import (
     reason_text,
     set_reconnect_delay,
 )
+from edgecam.sinks.mqtt_guard import PublisherGuard
 from edgecam.sinks.mqtt_hass import Discovery
-from edgecam.sinks.mqtt_queue import MessageQueue
+from edgecam.sinks.mqtt_queue import MessageQueue, open_queue
 from edgecam.sinks.mqtt_window import InflightWindow
-from edgecam.sinks.outbox import Outbox, open_outbox, outbox_path
-from edgecam.sinks.outbox_files import OutboxError
 from edgecam.types import Detections, Result
 
 log = logging.getLogger(__name__)
 StatsProvider = Callable[[], Mapping[str, Any]]
-#: The publisher loop wakes at least every 0.5 s; this long without a pass means it hangs.
-STALL_S = 60.0
 
 
 def _dumps(payload: Mapping[str, Any]) -> bytes:
@@ -106,8 +105,7 @@ class MqttSink:
         self._wake = False  # set with every notify, so a wake-up between waits is never lost
         self._ever_connected = False
         self._window = InflightWindow(queue, cfg.max_inflight)  # publisher thread only
-        self._failure: str | None = None  # why the publisher thread stopped (a bug)
-        self._beat = time.monotonic()  # last pass of the publisher loop
+        self._guard = PublisherGuard(self._notify)
         self._seq_lock = threading.Lock()
         self._seq: Counter[str] = Counter()
         self._counts: dict[str, int] = {}
@@ -158,11 +156,9 @@ class MqttSink:
 
     def health(self) -> SinkHealth:
         """For the service's status line and watchdog; cheap, no I/O."""
-        if self._failure is not None:
-            return SinkHealth("failed", self.state, self._failure)
-        age = time.monotonic() - self._beat
-        if self._thread.is_alive() and age > STALL_S:
-            return SinkHealth("failed", self.state, f"MQTT publisher stuck for {age:.0f} s")
+        failure = self._guard.problem(self._thread.is_alive())
+        if failure is not None:
+            return SinkHealth("failed", self.state, failure)
         pending = self.queue.pending
         summary = self.state
         if pending and not self._connected:
@@ -250,19 +246,17 @@ class MqttSink:
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cond:
             self._cond.wait_for(
-                lambda: self.queue.pending == 0 or not self._connected or self._failure,
+                lambda: self.queue.pending == 0 or not self._connected or self._guard.failure,
                 max(0.0, timeout),
             )
             self._stop = self._wake = True
             self._cond.notify_all()
         self._thread.join(max(0.1, deadline - time.monotonic()))
-        if self._connected:
-            info = self.client.publish(self.topic("status"), "offline", qos=1, retain=True)
-            try:
-                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-            except (RuntimeError, ValueError) as exc:
-                log.debug("offline status not confirmed: %s", exc)
-        self.client.disconnect()  # wakes the network loop, which then exits at once
+        if self._connected and not self._publish_offline(deadline):
+            # A plain DISCONNECT would suppress the Last Will: ask the broker to send it.
+            self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+        else:
+            self.client.disconnect()  # wakes the network loop, which then exits at once
         self.client.loop_stop()
         stored = self.queue.pending - self.queue.in_memory
         if stored:
@@ -276,9 +270,27 @@ class MqttSink:
                 "free space for the outbox (df -h); see the README on a full disk",
             )
 
+    def _publish_offline(self, deadline: float) -> bool:
+        """Retained `offline`, confirmed by the broker before the clean DISCONNECT."""
+        info = self.client.publish(self.topic("status"), "offline", qos=1, retain=True)
+        try:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        except (RuntimeError, ValueError) as exc:  # not even queued: the connection just died
+            log.warning(
+                "MQTT: cannot publish the 'offline' status (%s): the Last Will says it", exc
+            )
+            return False
+        if info.is_published():
+            return True
+        log.warning(
+            "MQTT broker did not confirm the 'offline' status before the stop deadline:"
+            " disconnecting with the Last Will instead"
+        )
+        return False
+
     def _raise_if_failed(self) -> None:
-        if self._failure is not None:
-            raise SinkError(self._failure, "this is a bug in edgecam: please report the log line")
+        if self._guard.failure is not None:
+            raise SinkError(self._guard.failure, "a bug in edgecam: please report this line")
         health = self.health()
         if health.state == "failed":
             raise SinkError(health.problem or "MQTT publisher failed")
@@ -321,11 +333,12 @@ class MqttSink:
     # -- network thread callbacks (paho's loop thread) --------------------------------------
 
     def _wire_callbacks(self) -> None:
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_connect_fail = self._on_connect_fail
-        self.client.on_publish = self._on_publish
-        self.client.on_message = self._on_message
+        guard = self._guard.guard
+        self.client.on_connect = guard(self._on_connect)
+        self.client.on_disconnect = guard(self._on_disconnect)
+        self.client.on_connect_fail = guard(self._on_connect_fail)
+        self.client.on_publish = guard(self._on_publish)
+        self.client.on_message = guard(self._on_message)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         self._first.reason = reason
@@ -383,21 +396,16 @@ class MqttSink:
 
     def _run(self) -> None:
         """Publisher thread. Storage failures are handled inside (mqtt_queue); anything that
-        still escapes is a bug: restarting the loop would repeat it forever behind a green
-        watchdog, so it stops the run instead (one ERROR line; traceback at DEBUG)."""
+        still escapes is a bug, which fails the run (see mqtt_guard)."""
         try:
             self._publish_loop()
-        except Exception as exc:  # the thread's top: turned into a run failure, not swallowed
-            where = _origin(exc)
-            self._failure = f"MQTT publisher stopped: {type(exc).__name__}: {exc} ({where})"
-            log.error("%s; edgecam stops with exit status 1", self._failure)
-            log.debug("MQTT publisher traceback", exc_info=True)
-            self._notify()
+        except Exception as exc:  # the thread's top: a run failure, not swallowed
+            self._guard.crashed(exc)
 
     def _publish_loop(self) -> None:
         next_stats = 0.0  # publish stats as soon as we are connected, then every interval
         while True:
-            self._beat = time.monotonic()
+            self._guard.beat()
             self.queue.maintain()
             with self._cond:
                 timeout = min(0.5, max(0.0, next_stats - time.monotonic()))
@@ -468,31 +476,3 @@ def open_mqtt_sink(
         raise
     sink.start()
     return sink
-
-
-def open_queue(cfg: OutboxSection, state_dir: Path | None = None) -> MessageQueue:
-    """The outbox, or, when it cannot be opened for now (disk full, I/O error), memory with
-    retries: live delivery must not wait for the disk. SinkError for a damaged or read-only
-    outbox (its advice keeps the queued messages)."""
-
-    def reopen() -> Outbox:
-        return open_outbox(
-            cfg.path, max_messages=cfg.max_messages, max_bytes=cfg.max_bytes, state=state_dir
-        )
-
-    try:
-        return MessageQueue(reopen(), cfg, reopen=reopen)
-    except OutboxError as exc:
-        log.info("outbox %s not opened; starting from memory", outbox_path(cfg.path, state_dir))
-        return MessageQueue(None, cfg, reopen=reopen, failure=exc)
-
-
-def _origin(exc: BaseException) -> str:
-    """file:line of the innermost frame, so a one-line report still points at the bug."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "unknown location"
-    code = tb.tb_frame.f_code
-    return f"{Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name}"
