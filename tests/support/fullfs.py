@@ -1,4 +1,5 @@
-"""A genuinely full file system for disk-full tests: a small tmpfs mounted by the test.
+"""Real failing storage for the outbox tests: a small tmpfs the test fills to the last block
+(disk full), and a loop-mounted ext4 the test shuts down (every I/O then fails with EIO).
 
 Why a real mount and not a mock or a page limit: SQLite, the kernel and the outbox must meet
 the same ENOSPC an SD card gives (SQLITE_FULL on the WAL append, failing deletes, an -shm
@@ -12,9 +13,12 @@ EFBIG (SQLITE_IOERR, not SQLITE_FULL) and a SIGXFSZ, which is not what a full di
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import shutil
+import struct
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,12 +77,10 @@ def _mount_tmpfs(target: Path, size: int) -> str | None:
     return None if proc.returncode == 0 else proc.stderr.strip() or f"mount exit {proc.returncode}"
 
 
-@pytest.fixture
-def full_fs(tmp_path: Path) -> Iterator[FullFs]:
-    """A 4 MiB tmpfs under tmp_path (unmounted afterwards), not yet full."""
-    root = tmp_path / "smallfs"
-    root.mkdir()
-    size = 4 * 1024 * 1024
+@contextlib.contextmanager
+def mounted_tmpfs(root: Path, size: int) -> Iterator[FullFs]:
+    """A `size`-byte tmpfs at `root` (created), unmounted on exit; fails without CAP_SYS_ADMIN."""
+    root.mkdir(parents=True, exist_ok=True)
     why = _mount_tmpfs(root, size)
     if why is not None:
         pytest.fail(
@@ -90,3 +92,53 @@ def full_fs(tmp_path: Path) -> Iterator[FullFs]:
         yield FullFs(root, size)
     finally:
         subprocess.run(["umount", "-l", str(root)], check=False, timeout=30)
+
+
+@pytest.fixture
+def full_fs(tmp_path: Path) -> Iterator[FullFs]:
+    """A 4 MiB tmpfs under tmp_path (unmounted afterwards), not yet full."""
+    with mounted_tmpfs(tmp_path / "smallfs", 4 * 1024 * 1024) as fs:
+        yield fs
+
+
+# ext4's FS_IOC_SHUTDOWN (_IOR('X', 125, __u32)) with EXT4_GOING_FLAGS_NOLOGFLUSH: from then on
+# every read and write on that file system fails with EIO, as on a dying SD card.
+EXT4_IOC_SHUTDOWN = 0x8004587D
+EXT4_GOING_FLAGS_NOLOGFLUSH = 2
+
+
+@dataclass
+class FailingFs:
+    """A loop-mounted ext4 that `shut_down()` turns into a disk answering only EIO."""
+
+    root: Path
+
+    def shut_down(self) -> None:
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, struct.pack("I", EXT4_GOING_FLAGS_NOLOGFLUSH))
+        finally:
+            os.close(fd)
+
+
+@pytest.fixture
+def failing_fs(tmp_path: Path) -> Iterator[FailingFs]:
+    """A 32 MiB ext4 image, loop-mounted under tmp_path (needs root, mkfs.ext4, loop devices)."""
+    image, root = tmp_path / "ext4.img", tmp_path / "ext4"
+    root.mkdir()
+    with image.open("wb") as out:
+        out.truncate(32 * 1024 * 1024)
+    steps = [["mkfs.ext4", "-q", "-F", str(image)], ["mount", "-o", "loop", str(image), str(root)]]
+    for step in steps:
+        proc = subprocess.run(step, capture_output=True, text=True, check=False, timeout=60)
+        if proc.returncode != 0:
+            pytest.fail(
+                f"{' '.join(step)} failed ({proc.stderr.strip()}): the I/O-error tests need "
+                "root, e2fsprogs and a loop device (run them as root, as CI does)",
+                pytrace=False,
+            )
+    try:
+        yield FailingFs(root)
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False, timeout=60)
+        image.unlink(missing_ok=True)
