@@ -261,7 +261,7 @@ class MqttSink:
         stored = self.queue.pending - self.queue.in_memory
         if stored:
             log.info("%d message(s) stay in the outbox for the next start", stored)
-        lost = self.queue.close()
+        lost = self.queue.close(self._window.in_flight())
         self._raise_if_failed()
         if lost:
             raise SinkError(

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -310,18 +310,27 @@ class MessageQueue:
             "messages_dropped_total": box.dropped_total if box is not None else self.lost,
         }
 
-    def close(self) -> int:
-        """Close the outbox; returns the messages only memory held (now lost), logged."""
+    def close(self, unacknowledged: Sequence[Pending] = ()) -> int:
+        """Close the outbox. What only memory holds (waiting, and `unacknowledged`: handed to
+        the network but never acknowledged) goes into the outbox if it can take it now;
+        returns how many could not be kept (lost, logged with the run's total)."""
         with self._lock:
-            left = len(self._memory) + self._held
+            keep = [m for m in unacknowledged if m.row is None] + list(self._memory)
             self._memory.clear()
             self._held = 0
-            if left:
-                self._lost_unlogged = 0
-                self.lost += left
-                if self._outbox is not None:
-                    self._outbox.note_lost(left)
             box, self._outbox = self._outbox, None
+            if keep and box is not None:
+                try:
+                    box.append_many([(m.topic, m.payload, m.qos, m.retain) for m in keep])
+                    log.info("%d message(s) held in memory stored in the outbox", len(keep))
+                    keep = []
+                except OutboxError as exc:
+                    log.warning("%s: %d message(s) held in memory are lost", exc, len(keep))
+            left = len(keep)
+            if left:
+                self.lost += left
+                if box is not None:
+                    box.note_lost(left)
         if box is not None:
             box.close()
         if self.lost:

@@ -56,6 +56,10 @@ class InflightWindow:
             self.queue.settle(done)
         return len(done)
 
+    def in_flight(self) -> list[Pending]:
+        """Messages handed to paho and not acknowledged yet, oldest first."""
+        return [self._inflight[mid] for mid in sorted(self._inflight)]
+
     def connection_lost(self) -> None:
         """QoS 0 messages in flight died with the connection: hand them over again."""
         lost = [mid for mid, message in self._inflight.items() if message.qos == 0]
