@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from edgecam import __version__
-from edgecam.errors import EXIT_FAILURE, EXIT_USAGE, EdgecamError
+from edgecam.errors import EXIT_FAILURE, EXIT_USAGE, EdgecamError, describe_bug
 from edgecam.logsetup import error_line, setup_logging
 
 # Module names under edgecam.commands, in the order they appear in --help.
@@ -71,3 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(error_line(f"edgecam: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, FileNotFoundError | PermissionError) else EXIT_FAILURE
+    except Exception as exc:  # a bug: surfaces as one line naming where, never swallowed
+        log.debug("traceback of the internal error", exc_info=exc)
+        print(
+            error_line(
+                f"edgecam: internal error: {describe_bug(exc)}"
+                " (a bug: please report this line; --log-level debug shows the traceback)"
+            ),
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE

@@ -6,6 +6,8 @@ it as one line with no traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_FAILURE = 1  # something broke while running (camera lost for good, broker auth, crash)
 EXIT_USAGE = 2  # the user asked for something impossible: bad flag, config, model, source
@@ -71,3 +73,17 @@ class SinkError(EdgecamError):
     """An output (MQTT broker, file) refused us in a way retrying cannot fix."""
 
     exit_code = EXIT_FAILURE
+
+
+def describe_bug(exc: BaseException) -> str:
+    """`TypeError: message (file.py:12 in function)`: an unexpected error in one line that
+    still points at where it happened (the traceback goes to the DEBUG log)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = "unknown location"
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        where = f"{Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else '(no message)'} ({where})"

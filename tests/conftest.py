@@ -11,8 +11,9 @@ import pytest
 
 from tests.support.paths import ASSETS, FETCH_COMMAND, missing_required
 
-#: The real Mosquitto fixtures (broker, tls_broker, collector_factory) for every test folder.
-pytest_plugins = ("tests.support.mosquitto",)
+#: The real Mosquitto fixtures (broker, tls_broker, collector_factory) and a real full file
+#: system (full_fs) for every test folder.
+pytest_plugins = ("tests.support.mosquitto", "tests.support.fullfs")
 
 
 @pytest.fixture(scope="session")

@@ -292,7 +292,7 @@ def _open_sinks(
             state_dir=state_dir(config.service.state_dir),
         )
         stack.callback(mqtt.close, max(1.0, config.service.stop_deadline_s / 2))
-        hooks.broker_state = lambda: mqtt.state
+        hooks.sink_health = mqtt.health
         sinks.append(mqtt)
         event_outputs.append(mqtt)
     if config.output.jsonl:

@@ -199,7 +199,10 @@ def load_runner(
             for detail in interp.get_input_details():
                 interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
             interp.invoke()
-    except Exception as exc:  # the runtimes raise ValueError, RuntimeError, UnicodeDecodeError...
+    # What both runtimes raise for a file they cannot use (bad flatbuffer, unknown op, failed
+    # allocation; UnicodeDecodeError is a ValueError). Anything else is not the file's fault
+    # and surfaces as itself instead of "the file is corrupt".
+    except (ValueError, RuntimeError) as exc:
         raise ModelError(
             f"{path}: {RUNTIMES[runtime][0]} {version} cannot load it: {_one_line(exc)}",
             hint="the file is corrupt, not a TFLite model, or uses ops this runtime lacks",

@@ -139,6 +139,10 @@ class PublisherStats:
     published: int
     acked: int
     reconnects: int
+    # Newer publishers only (absent: an older edgecam, which had no memory fallback).
+    memory_depth: int = 0
+    health: str = "ok"  # ok, degraded, failed
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,20 +227,12 @@ def parse_event(payload: bytes | str | Mapping[str, Any]) -> EventMessage:
     )
 
 
+HEALTH = ("ok", "degraded", "failed")
+
+
 def parse_stats(payload: bytes | str | Mapping[str, Any]) -> StatsMessage:
     """The retained `<prefix>/<device>/stats` message."""
     obj = _load(payload)
-    mqtt = obj.obj("mqtt")
-    counters = (
-        "outbox_depth",
-        "outbox_bytes",
-        "messages_dropped",
-        "messages_dropped_total",
-        "messages_rejected",
-        "published",
-        "acked",
-        "reconnects",
-    )
     return StatsMessage(
         schema=_envelope(obj, "stats"),
         device_id=obj.string("device_id", min_len=1),
@@ -252,10 +244,38 @@ def parse_stats(payload: bytes | str | Mapping[str, Any]) -> StatsMessage:
         cpu_percent=obj.number("cpu_percent", minimum=0.0),
         rss_mb=obj.number("rss_mb", minimum=0.0),
         pipeline=dict(obj.obj("pipeline").data),
-        mqtt=PublisherStats(
-            mqtt.string("state", choices=("connected", "disconnected")),
-            *(mqtt.integer(name, minimum=0) for name in counters),
-        ),
+        mqtt=_publisher_stats(obj.obj("mqtt")),
+    )
+
+
+_PUBLISHER_COUNTERS = (
+    "outbox_depth",
+    "outbox_bytes",
+    "messages_dropped",
+    "messages_dropped_total",
+    "messages_rejected",
+    "published",
+    "acked",
+    "reconnects",
+)
+
+
+def _publisher_stats(mqtt: Obj) -> PublisherStats:
+    n = {name: mqtt.integer(name, minimum=0) for name in _PUBLISHER_COUNTERS}
+    data = mqtt.data
+    return PublisherStats(
+        state=mqtt.string("state", choices=("connected", "disconnected")),
+        outbox_depth=n["outbox_depth"],
+        outbox_bytes=n["outbox_bytes"],
+        messages_dropped=n["messages_dropped"],
+        messages_dropped_total=n["messages_dropped_total"],
+        messages_rejected=n["messages_rejected"],
+        published=n["published"],
+        acked=n["acked"],
+        reconnects=n["reconnects"],
+        memory_depth=mqtt.integer("memory_depth", minimum=0) if "memory_depth" in data else 0,
+        health=mqtt.string("health", choices=HEALTH) if "health" in data else "ok",
+        problem=mqtt.string("problem") if data.get("problem") is not None else None,
     )
 
 

@@ -6,6 +6,10 @@ A signal sets a stop event (the pipeline drains within its deadline); a second s
 stop that overruns `service.stop_deadline_s`, exits at once with status 1 so we never wait
 for systemd's SIGKILL.
 
+The MQTT sink's health shows in STATUS= ("degraded: ..." while it works around a full disk);
+once it is `failed` the watchdog is no longer fed, whatever the pipeline does, so systemd
+restarts a service whose publisher hangs; a publisher that stopped also fails the run (exit 1).
+
 SIGHUP does not reload: rebuilding the model, source and sinks in place would duplicate the
 start-up path for little gain over `systemctl restart edgecam` (a few seconds). It is logged
 and otherwise ignored, so a stray HUP (e.g. from a closed terminal) does not kill the job.
@@ -29,6 +33,7 @@ from edgecam.config.service import ServiceSection
 from edgecam.dirs import state_dir
 from edgecam.errors import EXIT_FAILURE
 from edgecam.service.notify import Notifier
+from edgecam.sinks.base import SinkHealth
 from edgecam.types import Result
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,8 @@ class ServiceHooks:
     """Callbacks for the run command: on_result / on_progress from the pipeline's output
     thread, on_stopping from a signal handler or the main thread.
 
-    broker_state: returns a short text such as "connected" or "down, 12 queued" (None: no MQTT).
+    sink_health: the MQTT sink's health (None: no MQTT); called with every progress report,
+    so it must be cheap. An exception from it is a bug and surfaces (the run stops).
     """
 
     def __init__(
@@ -60,13 +66,13 @@ class ServiceHooks:
         notifier: Notifier,
         config: ServiceSection,
         *,
-        broker_state: Callable[[], str] | None = None,
+        sink_health: Callable[[], SinkHealth] | None = None,
         clock: Callable[[], float] = time.monotonic,
         hard_exit: HardExit = os._exit,
     ) -> None:
         self.notifier = notifier
         self.config = config
-        self.broker_state = broker_state
+        self.sink_health = sink_health
         self._clock = clock
         self._hard_exit = hard_exit
         self._lock = threading.Lock()
@@ -76,6 +82,8 @@ class ServiceHooks:
         self._prev: tuple[int, float] | None = None  # (processed, uptime_s) at last progress
         self._last: tuple[str, float, float] | None = None  # (label, score, epoch time)
         self._note: str | None = None
+        self._health: SinkHealth | None = None
+        self._starved = False  # the watchdog is no longer fed: a sink failed
         self._deadline: threading.Timer | None = None
 
     @property
@@ -102,12 +110,21 @@ class ServiceHooks:
         self.notifier.ready(self.status_line())
 
     def on_progress(self, stats: Any) -> None:
-        """Pipeline progress (PipelineStats or a stats dict): WATCHDOG=1 and a fresh STATUS."""
+        """Pipeline progress (PipelineStats or a stats dict): WATCHDOG=1 and a fresh STATUS.
+
+        Not WATCHDOG=1 while the sink reports `failed`: frames flowing into a publisher that
+        cannot deliver is not progress, and systemd should restart us."""
         self._update_fps(stats)
+        health = self.sink_health() if self.sink_health is not None else None
         with self._lock:
             self._note = None  # frames flow again: whatever was degraded recovered
+            self._health = health
             stopping = self._stopping
-        if self.config.watchdog:
+        failed = health is not None and health.state == "failed"
+        if failed and not self._starved:
+            log.error("not feeding the watchdog any more: %s", health.problem if health else "")
+        self._starved = failed
+        if self.config.watchdog and not failed:
             self.notifier.watchdog()
         if not stopping:
             self.notifier.status(self.status_line())
@@ -173,21 +190,23 @@ class ServiceHooks:
             self._fps = processed / uptime
 
     def status_line(self) -> str:
-        """`fps 9.8 | last: person 0.81 14:02:11 | mqtt connected` (parts as known)."""
+        """`fps 9.8 | last: person 0.81 14:02:11 | mqtt connected` (parts as known), led by
+        `failed: ...` or `degraded: ...` when something is wrong."""
         with self._lock:
-            fps, last, note = self._fps, self._last, self._note
+            fps, last, note, health = self._fps, self._last, self._note, self._health
+        if health is None and self.sink_health is not None:
+            health = self.sink_health()
         parts = [f"degraded: {note}"] if note else []
+        if health is not None and health.state != "ok":
+            parts.insert(0, f"{health.state}: mqtt: {health.problem}")
         parts.append("fps -" if fps is None else f"fps {fps:.1f}")
         if last is not None:
             label, score, when = last
             parts.append(
                 f"last: {label} {score:.2f} {time.strftime('%H:%M:%S', time.localtime(when))}"
             )
-        if self.broker_state is not None:
-            try:
-                parts.append(f"mqtt {self.broker_state()}")
-            except Exception as exc:  # a status line must never break the pipeline
-                log.debug("broker_state() failed: %r", exc)
+        if health is not None:
+            parts.append(f"mqtt {health.summary}")
         return " | ".join(parts)
 
 

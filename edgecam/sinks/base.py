@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 from edgecam.types import Result
+
+#: ok; degraded: working around a problem (shown in STATUS= and stats); failed: cannot go on,
+#: the run stops with exit status 1 and the watchdog is no longer fed.
+HealthState = Literal["ok", "degraded", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SinkHealth:
+    """What a sink tells the service: `summary` for the status line ("connected",
+    "disconnected, 12 queued"), `problem` (one line) unless ok."""
+
+    state: HealthState
+    summary: str
+    problem: str | None = None
 
 
 @runtime_checkable

@@ -5,6 +5,11 @@ publisher thread hands the oldest rows to paho, at most `max_inflight` at a time
 row only when the broker's PUBACK arrives. paho re-sends its in-flight messages after a
 reconnect; rows never handed over stay on disk across restarts and are sent first on the next
 start. Duplicates are possible (QoS 1 is at-least-once) and recognisable by (run_id, seq).
+When the outbox cannot store (disk full), messages wait in memory instead (mqtt_queue).
+
+Failures are never swallowed: a storage failure is handled where it happens (mqtt_queue) and
+shows in `health()`; anything else that stops the publisher thread is a bug that fails the
+run (the next `handle()` and `close()` raise SinkError, the service stops feeding the watchdog).
 
 Not through the outbox, by design: `status` (Last Will + retained online/offline), `stats` and
 Home Assistant discovery (retained latest values: queuing stale ones helps nobody; they are
@@ -26,6 +31,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edgecam.config.mqtt import MqttSection
 from edgecam.config.outbox import OutboxSection
@@ -36,8 +43,10 @@ from edgecam.core.payload import (
     label_topic_level,
     new_run_id,
 )
+from edgecam.errors import SinkError
 from edgecam.pipeline.metrics import CpuMeter, process_age_s, rss_mb
 from edgecam.schema import parse_event
+from edgecam.sinks.base import SinkHealth
 from edgecam.sinks.mqtt_client import (
     Backoff,
     FirstOutcome,
@@ -47,9 +56,10 @@ from edgecam.sinks.mqtt_client import (
     reason_text,
     set_reconnect_delay,
 )
+from edgecam.sinks.mqtt_guard import PublisherGuard
 from edgecam.sinks.mqtt_hass import HassSetup, HomeAssistantLink
+from edgecam.sinks.mqtt_queue import MessageQueue, open_queue
 from edgecam.sinks.mqtt_window import InflightWindow
-from edgecam.sinks.outbox import Outbox, open_outbox
 from edgecam.types import Detections, Result
 
 log = logging.getLogger(__name__)
@@ -66,7 +76,7 @@ class MqttSink:
     def __init__(
         self,
         cfg: MqttSection,
-        outbox: Outbox,
+        queue: MessageQueue,
         *,
         device_id: str,
         model: str,
@@ -76,7 +86,7 @@ class MqttSink:
         run_id: str | None = None,
     ) -> None:
         self.cfg = cfg
-        self.outbox = outbox
+        self.queue = queue
         self.device_id = device_id
         self.model = model
         self.run_id = run_id or new_run_id()
@@ -92,7 +102,8 @@ class MqttSink:
         self._rewind = False
         self._wake = False  # set with every notify, so a wake-up between waits is never lost
         self._ever_connected = False
-        self._window = InflightWindow(outbox, cfg.max_inflight)  # publisher thread only
+        self._window = InflightWindow(queue, cfg.max_inflight)  # publisher thread only
+        self._guard = PublisherGuard(self._notify)
         self._seq_lock = threading.Lock()
         self._seq: Counter[str] = Counter()
         self._counts: dict[str, int] = {}
@@ -139,11 +150,25 @@ class MqttSink:
 
     @property
     def dropped(self) -> int:
-        return self.outbox.dropped
+        """Messages that will never be delivered, this run (outbox cap, memory overflow)."""
+        return self.queue.counters()["messages_dropped"]
 
     @property
     def outbox_depth(self) -> int:
-        return self.outbox.depth
+        """Messages waiting for their PUBACK, on disk or in memory."""
+        return self.queue.pending
+
+    def health(self) -> SinkHealth:
+        """For the service's status line and watchdog; cheap, no I/O."""
+        failure = self._guard.problem(self._thread.is_alive())
+        if failure is not None:
+            return SinkHealth("failed", self.state, failure)
+        pending = self.queue.pending
+        summary = self.state
+        if pending and not self._connected:
+            summary = f"{summary}, {pending} queued"
+        state, problem = self.queue.health()
+        return SinkHealth(state, summary, problem)
 
     def start(self) -> None:
         """Bounded first connection attempt, then background publishing (SinkError if fatal)."""
@@ -151,12 +176,14 @@ class MqttSink:
         try:
             first_connect(self.client, self.cfg, self.endpoint, self._first)
         except BaseException:
-            self.outbox.close()
+            self.queue.close()
             raise
         self._thread.start()
 
     def handle(self, result: Result) -> None:
-        """Queue one frame's message (never blocks on the network)."""
+        """Queue one frame's message (never blocks on the network); SinkError once the
+        publisher cannot go on, so the run stops instead of piling up undeliverable messages."""
+        self._raise_if_failed()
         output = result.output
         if isinstance(output, Detections) and self.cfg.publish_counts:
             self._update_counts(output.label)
@@ -202,12 +229,12 @@ class MqttSink:
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def counters(self) -> dict[str, Any]:
+        health = self.health()
         return {
             "state": self.state,
-            "outbox_depth": self.outbox.depth,
-            "outbox_bytes": self.outbox.bytes,
-            "messages_dropped": self.outbox.dropped,
-            "messages_dropped_total": self.outbox.dropped_total,
+            **self.queue.counters(),
+            "health": health.state,
+            "problem": health.problem,
             "messages_rejected": self._window.counters.rejected,
             "published": self.published,
             "acked": self.acked,
@@ -215,29 +242,65 @@ class MqttSink:
         }
 
     def close(self, timeout: float = 5.0) -> None:
-        """Drain while connected (up to `timeout`), publish `offline`; the rest stays on disk."""
+        """Drain while connected (up to `timeout`), publish `offline`; the rest stays on disk.
+
+        SinkError (after closing everything) if the publisher failed, or if messages only
+        memory held were neither delivered nor stored: that loss must not exit 0.
+        """
         if self._closed:
             return
         self._closed = True
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cond:
             self._cond.wait_for(
-                lambda: self.outbox.depth == 0 or not self._connected, max(0.0, timeout)
+                lambda: self.queue.pending == 0 or not self._connected or self._guard.failure,
+                max(0.0, timeout),
             )
             self._stop = self._wake = True
             self._cond.notify_all()
         self._thread.join(max(0.1, deadline - time.monotonic()))
-        if self._connected:
-            info = self.client.publish(self.topic("status"), "offline", qos=1, retain=True)
-            try:
-                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-            except (RuntimeError, ValueError) as exc:
-                log.debug("offline status not confirmed: %s", exc)
-        self.client.disconnect()  # wakes the network loop, which then exits at once
+        if self._connected and not self._publish_offline(deadline):
+            # A plain DISCONNECT would suppress the Last Will: ask the broker to send it.
+            self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+        else:
+            self.client.disconnect()  # wakes the network loop, which then exits at once
         self.client.loop_stop()
-        if self.outbox.depth:
-            log.info("%d message(s) stay in the outbox for the next start", self.outbox.depth)
-        self.outbox.close()
+        stored = self.queue.pending - self.queue.in_memory
+        if stored:
+            log.info("%d message(s) stay in the outbox for the next start", stored)
+        lost = self.queue.close(self._window.in_flight())
+        self._raise_if_failed()
+        if lost:
+            raise SinkError(
+                f"MQTT: {lost} message(s) neither delivered nor stored at stop"
+                " (the outbox could not write; see the log for totals)",
+                "free space for the outbox (df -h); see the README on a full disk",
+            )
+
+    def _publish_offline(self, deadline: float) -> bool:
+        """Retained `offline`, confirmed by the broker before the clean DISCONNECT."""
+        info = self.client.publish(self.topic("status"), "offline", qos=1, retain=True)
+        try:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        except (RuntimeError, ValueError) as exc:  # not even queued: the connection just died
+            log.warning(
+                "MQTT: cannot publish the 'offline' status (%s): the Last Will says it", exc
+            )
+            return False
+        if info.is_published():
+            return True
+        log.warning(
+            "MQTT broker did not confirm the 'offline' status before the stop deadline:"
+            " disconnecting with the Last Will instead"
+        )
+        return False
+
+    def _raise_if_failed(self) -> None:
+        if self._guard.failure is not None:
+            raise SinkError(self._guard.failure, "a bug in edgecam: please report this line")
+        health = self.health()
+        if health.state == "failed":
+            raise SinkError(health.problem or "MQTT publisher failed")
 
     # -- producer side ---------------------------------------------------------------------
 
@@ -251,7 +314,7 @@ class MqttSink:
         if self._closed:  # a late call during shutdown: the outbox is (being) closed
             log.debug("%s after close: not published", topic)
             return
-        self.outbox.append(topic, payload, self.cfg.qos, retain)
+        self.queue.put(topic, payload, self.cfg.qos, retain)
         self._notify()
 
     def _notify(self) -> None:
@@ -271,11 +334,12 @@ class MqttSink:
     # -- network thread callbacks (paho's loop thread) --------------------------------------
 
     def _wire_callbacks(self) -> None:
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_connect_fail = self._on_connect_fail
-        self.client.on_publish = self._on_publish
-        self.client.on_message = self._on_message
+        guard = self._guard.guard
+        self.client.on_connect = guard(self._on_connect)
+        self.client.on_disconnect = guard(self._on_disconnect)
+        self.client.on_connect_fail = guard(self._on_connect_fail)
+        self.client.on_publish = guard(self._on_publish)
+        self.client.on_message = guard(self._on_message)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         self._first.reason = reason
@@ -306,10 +370,9 @@ class MqttSink:
             self._cond.notify_all()
         if was_connected and not self._stop:
             log.warning(
-                "MQTT connection to %s lost (%s): buffering in the outbox %s",
+                "MQTT connection to %s lost (%s): buffering in the outbox",
                 describe(self.endpoint),
                 reason_text(reason),
-                self.outbox.path,
             )
         set_reconnect_delay(client, self._backoff.next())
 
@@ -340,18 +403,18 @@ class MqttSink:
     # -- publisher thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Publisher thread: must outlive any single failure, or delivery would silently stop."""
-        while True:
-            try:
-                self._publish_loop()
-                return
-            except Exception:
-                log.exception("MQTT publisher failed; restarting it in 1 s")
-                time.sleep(1.0)
+        """Publisher thread. Storage failures are handled inside (mqtt_queue); anything that
+        still escapes is a bug, which fails the run (see mqtt_guard)."""
+        try:
+            self._publish_loop()
+        except Exception as exc:  # the thread's top: a run failure, not swallowed
+            self._guard.crashed(exc)
 
     def _publish_loop(self) -> None:
         next_stats = 0.0  # publish stats as soon as we are connected, then every interval
         while True:
+            self._guard.beat()
+            self.queue.maintain()
             with self._cond:
                 timeout = min(0.5, max(0.0, next_stats - time.monotonic()))
                 self._cond.wait_for(lambda: self._wake, timeout)
@@ -372,11 +435,7 @@ class MqttSink:
                     self._publish_stats()
 
     def _publish_stats(self) -> None:
-        try:
-            pipeline = dict(self._stats_provider()) if self._stats_provider else {}
-        except Exception:
-            log.exception("stats provider failed; publishing the MQTT part only")
-            pipeline = {}
+        pipeline = dict(self._stats_provider()) if self._stats_provider else {}
         payload = build_stats_payload(
             device_id=self.device_id,
             run_id=self.run_id,
@@ -408,16 +467,11 @@ def open_mqtt_sink(
     publishing. SinkError/ConfigError if fatal."""
     if cfg.password is not None:
         log.warning("mqtt.password is set in the config file: prefer password_file or password_env")
-    outbox = open_outbox(
-        outbox_cfg.path,
-        max_messages=outbox_cfg.max_messages,
-        max_bytes=outbox_cfg.max_bytes,
-        state=state_dir,
-    )
+    queue = open_queue(outbox_cfg, state_dir)
     try:
         sink = MqttSink(
             cfg,
-            outbox,
+            queue,
             device_id=device_id,
             model=model,
             stats_provider=stats_provider,
@@ -426,7 +480,7 @@ def open_mqtt_sink(
             run_id=run_id,
         )
     except BaseException:
-        outbox.close()
+        queue.close()
         raise
     sink.start()
     return sink

@@ -3,8 +3,9 @@
 A live source that worked and then fails backs off with jitter and reopens until a frame
 arrives, `close()` is called or `give_up_s` passes without a frame (SourceLost). While it
 reconnects it reports a heartbeat so a service can show `degraded` and keep its watchdog fed.
-Only the errors a device is expected to raise count as "device failed"; anything else is a bug
-and surfaces at once.
+Only the errors a device is expected to raise (`device_errors`: unplugged, dropped, timed out)
+count as "device failed"; anything else is a bug in edgecam or a driver binding and surfaces
+at once, unchanged: retrying it would only turn a crash into "reconnecting" for give_up_s.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class LiveSource(SourceBase):
     """
 
     live = True
+    #: What this kind of device raises when it fails; subclasses add their library's errors.
+    device_errors: tuple[type[Exception], ...] = (SourceError, OSError)
 
     def __init__(self, name: str, policy: ReconnectPolicy | None) -> None:
         super().__init__(name)
@@ -77,9 +80,12 @@ class LiveSource(SourceBase):
             except SourceError:
                 self._disconnect()
                 raise
-            except Exception as exc:
+            except self.device_errors as exc:
                 self._disconnect()
                 raise SourceError(f"{self.name}: cannot open: {_why(exc)}") from exc
+            except BaseException:
+                self._disconnect()  # free the device, then let the bug surface
+                raise
             if pixels is None:
                 self._disconnect()
                 raise SourceError(
@@ -99,7 +105,7 @@ class LiveSource(SourceBase):
                 return None, "closed"
             try:
                 pixels = self._grab()
-            except Exception as exc:
+            except self.device_errors as exc:
                 return None, _why(exc)
         return pixels, "read failed" if pixels is None else ""
 
@@ -174,9 +180,12 @@ class LiveSource(SourceBase):
                 self._disconnect()
                 self._connect()
                 pixels = self._grab()
-            except Exception as exc:
+            except self.device_errors as exc:
                 self._disconnect()
                 return None, _why(exc)
+            except BaseException:
+                self._disconnect()
+                raise
         return pixels, "reopened but no frame" if pixels is None else ""
 
 

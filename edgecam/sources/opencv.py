@@ -138,6 +138,8 @@ class VideoFileSource(SourceBase):
 class OpenCVLiveSource(LiveSource):
     """A V4L2 camera (index or /dev path) or an RTSP/HTTP stream, with reconnects."""
 
+    device_errors = (SourceError, OSError, cv2.error)  # cv2.error: a backend gave up
+
     def __init__(
         self,
         target: int | str,

@@ -43,9 +43,12 @@ _DELIVERED: dict[str, PixelFormat] = {"RGB888": "BGR", "BGR888": "RGB", "YUV420"
 
 
 def _picamera2_class() -> Callable[[int], Any]:
+    """picamera2's class; SourceError with the install hint when it is not importable. Any
+    other error raised while importing it is a broken installation, not "not available": it
+    surfaces unchanged."""
     try:
         from picamera2 import Picamera2
-    except Exception as exc:  # ImportError, or libcamera failing inside picamera2's import
+    except ImportError as exc:  # not installed, or libcamera's bindings missing inside it
         raise SourceError(
             f"picamera2 cannot be imported ({type(exc).__name__}: {exc})",
             hint="on Raspberry Pi OS: sudo apt install python3-picamera2 and create the venv "
@@ -58,13 +61,18 @@ def _bt601_colour_space() -> Any:
     """libcamera's SMPTE 170M colour space, or None (picamera2's default) without libcamera."""
     try:
         import libcamera
-    except Exception:
+    except ImportError:
         return None
     return libcamera.ColorSpace.Smpte170m()
 
 
 class Picamera2Source(LiveSource):
     """Frames from the lores stream (or main when no lores size is given) of a Pi camera."""
+
+    # libcamera reports a camera that failed, vanished or is busy as RuntimeError (e.g.
+    # "Camera frontend has timed out!", "Failed to acquire camera"); capture_request(wait=)
+    # raises TimeoutError (an OSError).
+    device_errors = (SourceError, OSError, RuntimeError)
 
     def __init__(
         self,
@@ -93,7 +101,13 @@ class Picamera2Source(LiveSource):
         self._start()
 
     def _connect(self) -> None:
-        self._camera = self._factory(self._camera_num)
+        try:
+            self._camera = self._factory(self._camera_num)
+        except IndexError:  # picamera2 indexes its camera list: no camera with that number
+            raise SourceError(
+                f"{self.name}: no camera number {self._camera_num} is connected",
+                hint="check the ribbon cable and `rpicam-hello --list-cameras`",
+            ) from None
         self._configure(self._camera)
         self._camera.start()
 
@@ -161,5 +175,5 @@ class Picamera2Source(LiveSource):
         for step in (camera.stop, camera.close):
             try:
                 step()
-            except Exception as exc:  # a camera that died may refuse to stop; still close it
-                log.debug("%s: %s() failed: %r", self.name, step.__name__, exc)
+            except self.device_errors as exc:  # a camera that died may refuse to stop
+                log.info("%s: %s() failed (%s); going on", self.name, step.__name__, exc)

@@ -287,16 +287,13 @@ def test_override_through_a_non_table_is_refused() -> None:
         merge_overrides({"mqtt": 5}, {"mqtt.port": 1})
 
 
-def test_masked_dict_hides_passwords_and_url_credentials() -> None:
-    config = load_config(
-        None,
-        {
-            "mqtt.host": "b",
-            "mqtt.username": "u",
-            "mqtt.password": "topsecret",  # from a config file: --set refuses secrets
-            "source.spec": "rtsp://admin:hunter2@cam/live",
-        },
+def test_masked_dict_hides_passwords_and_url_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "edgecam.toml"  # from a config file: the command line refuses secrets
+    path.write_text(
+        "[mqtt]\nhost = 'b'\nusername = 'u'\npassword = 'topsecret'\n"
+        "[source]\nspec = 'rtsp://admin:hunter2@cam/live'\n"
     )
+    config = load_config(path)
     data = masked(config)
     assert data["mqtt"]["password"] == MASK
     assert data["source"]["spec"] == "rtsp://admin:********@cam/live"

@@ -7,7 +7,6 @@ run `python -m edgecam run` as a process, the way systemd would.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -29,8 +28,10 @@ from edgecam.pipeline.engine import open_engine
 from edgecam.pipeline.pipeline import Pipeline
 from edgecam.service.hooks import ServiceHooks, install_signal_handlers, resolve_state_dir
 from edgecam.service.notify import Notifier
+from edgecam.sinks.base import SinkHealth
 from edgecam.sources import open_source
 from edgecam.types import Classification, Detections, Result
+from tests.support.notify_log import NotifyLog
 from tests.support.paths import REPO
 
 
@@ -105,7 +106,7 @@ def test_real_pipeline_sends_ready_once_then_watchdog_and_status(
 
 
 def test_status_line_names_rate_last_detection_and_broker() -> None:
-    hooks = ServiceHooks(Notifier({}), section(), broker_state=lambda: "connected")
+    hooks = ServiceHooks(Notifier({}), section(), sink_health=lambda: SinkHealth("ok", "connected"))
     when = 1_700_000_000.0
     hooks.on_result(detection_result("person", 0.81, when))
     hooks.on_progress({"processed": 10, "uptime_s": 1.0})
@@ -131,12 +132,51 @@ def test_classifier_top1_is_the_last_result() -> None:
     assert "last: cat 0.90" in hooks.status_line()
 
 
-def test_a_failing_broker_state_does_not_break_the_status() -> None:
-    def broken() -> str:
+def test_a_broken_health_callback_surfaces_instead_of_hiding_at_debug() -> None:
+    """It is our own code: a bug there stops the run (the pipeline re-raises it)."""
+
+    def broken() -> SinkHealth:
         raise RuntimeError("boom")
 
-    hooks = ServiceHooks(Notifier({}), section(), broker_state=broken)
-    assert hooks.status_line() == "fps -"
+    hooks = ServiceHooks(Notifier({}), section(), sink_health=broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        hooks.on_progress({"processed": 5, "uptime_s": 1.0})
+
+
+def test_degraded_sink_shows_in_status_and_keeps_the_watchdog_fed(
+    listener: tuple[socket.socket, str],
+) -> None:
+    sock, path = listener
+    problem = "outbox /x: cannot store messages: database or disk is full; 3 in memory"
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1"})
+    hooks = ServiceHooks(
+        notifier, section(), sink_health=lambda: SinkHealth("degraded", "connected", problem)
+    )
+    hooks.on_progress({"processed": 5, "uptime_s": 1.0})
+    messages = drain(sock)
+    assert {"WATCHDOG": "1"} in messages
+    assert {"STATUS": f"degraded: mqtt: {problem} | fps 5.0 | mqtt connected"} in messages
+
+
+def test_failed_sink_stops_the_watchdog_and_says_why(
+    listener: tuple[socket.socket, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sock, path = listener
+    health = [SinkHealth("ok", "connected")]
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1"})
+    hooks = ServiceHooks(notifier, section(), sink_health=lambda: health[0])
+    hooks.on_progress({"processed": 5, "uptime_s": 1.0})
+    assert {"WATCHDOG": "1"} in drain(sock)
+    health[0] = SinkHealth("failed", "connected", "MQTT publisher stuck for 61 s")
+    for n in range(3):
+        hooks.on_progress({"processed": 10 + n, "uptime_s": 2.0 + n})
+    messages = drain(sock)
+    assert all("WATCHDOG" not in m for m in messages)  # systemd restarts us
+    assert messages[0]["STATUS"].startswith("failed: mqtt: MQTT publisher stuck for 61 s |")
+    assert caplog.text.count("not feeding the watchdog") == 1  # said once, not per frame
+    health[0] = SinkHealth("ok", "connected")
+    hooks.on_progress({"processed": 20, "uptime_s": 6.0})
+    assert {"WATCHDOG": "1"} in drain(sock)
 
 
 def test_degraded_note_shows_until_frames_flow_again(
@@ -299,42 +339,6 @@ class MjpegCamera:
         self.closing.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-class NotifyLog:
-    """Collects datagrams from the process under test."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.messages: list[dict[str, str]] = []
-
-    def wait_for(self, key: str, timeout: float) -> dict[str, str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                text = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            message = dict(line.split("=", 1) for line in text.split("\n"))
-            self.messages.append(message)
-            if key in message:
-                return message
-        raise AssertionError(f"no {key}= within {timeout} s; got {self.messages}")
-
-    def collect(self, seconds: float) -> list[dict[str, str]]:
-        start = len(self.messages)
-        with contextlib.suppress(AssertionError):
-            self.wait_for("NEVER", seconds)
-        return self.messages[start:]
-
-    def wait_quiet(self, key: str, quiet_s: float, timeout: float) -> None:
-        """Until no `key` arrived for quiet_s (in-flight frames drained)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not any(key in m for m in self.collect(quiet_s)):
-                return
-        raise AssertionError(f"{key}= kept coming for {timeout} s")
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """The on-disk outbox: FIFO order, durability across close and SIGKILL, the count/byte caps that
-drop the oldest rows (counted, persisted, logged), and clear errors for unusable files.
+drop the oldest rows (counted, persisted, logged), a WAL that cannot grow for good, clear errors
+for unusable files, and a genuinely full file system (a filled tmpfs): appends refused without
+losing what is stored, delivered rows that cannot be deleted never handed out again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 
 from edgecam.errors import SinkError
 from edgecam.sinks.outbox import Outbox, open_outbox
+from edgecam.sinks.outbox_files import WAL_SIZE_LIMIT, OutboxError
+from tests.support.fullfs import FullFs
 from tests.support.paths import REPO
 
 TOPIC = "edgecam/cam1/detections"
@@ -104,11 +108,15 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
     Outbox(tmp_path / "o.db", max_messages=10, max_bytes=1 << 20).close()  # free again
 
 
-def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+def test_damaged_file_is_refused_with_advice_that_keeps_its_messages(tmp_path: Path) -> None:
     bad = tmp_path / "o.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(SinkError, match=r"o.db: outbox is not a usable SQLite database.*move"):
-        Outbox(bad, max_messages=10, max_bytes=1 << 20)
+    with pytest.raises(SinkError) as info:
+        open_outbox(bad, max_messages=10, max_bytes=1 << 20)
+    text = str(info.value)
+    assert text.startswith(f"{bad}: the outbox file is damaged")
+    assert "changed nothing" in text and "o.db-wal" in text and ".recover" in text
+    assert bad.read_bytes() == b"this is not sqlite" * 100  # nothing deleted or rewritten
 
 
 def test_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -174,16 +182,71 @@ def test_open_outbox_defaults_to_the_state_directory(
     box.close()
 
 
-def test_full_disk_drops_the_message_counted_and_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """SQLite's own 'database or disk is full' (a page limit stands in for a full SD card)."""
-    box = Outbox(tmp_path / "o.db", max_messages=10_000, max_bytes=1 << 30)
-    fill(box, 2)
-    box._db.execute("PRAGMA max_page_count = 8")  # a private handle: no public knob for this
-    results = [box.append(TOPIC, b"x" * 3000, 1, False) for _ in range(20)]
-    assert 1 in results  # some writes failed ...
-    assert box.dropped == results.count(1) and box.depth == 2 + results.count(0)
-    assert "cannot store a message" in caplog.text and "full" in caplog.text
-    assert payloads(box)[:2] == ["m0", "m1"]  # ... and nothing already stored was lost
+def test_wal_is_cut_back_after_a_large_transaction(tmp_path: Path) -> None:
+    """One big transaction (the cap deleting thousands of rows) must not leave a WAL that
+    large for good: it is cut back at the next checkpoint, and emptied at close."""
+    path = tmp_path / "o.db"
+    box = Outbox(path, max_messages=100_000, max_bytes=1 << 30)
+    for i in range(6000):
+        box.append(TOPIC, bytes([i % 251]) * 2000, 1, False)
     box.close()
+    box = Outbox(path, max_messages=10, max_bytes=1 << 30)
+    box.append(TOPIC, b"x", 1, False)  # drops 5991 rows in one transaction
+    wal = Path(str(path) + "-wal")
+    peak = wal.stat().st_size
+    for _ in range(3000):  # past the next automatic checkpoint
+        box.append(TOPIC, b"y" * 100, 1, False)
+        box.delete(r.id for r in box.peek(0, 5))
+    after = wal.stat().st_size
+    box.close()
+    closed = wal.stat().st_size if wal.exists() else 0
+    print(f"\nWAL: {peak} bytes after the big transaction, {after} later, {closed} closed")
+    assert peak > WAL_SIZE_LIMIT  # the scenario did grow it
+    assert after <= WAL_SIZE_LIMIT + 64 * 1024
+    assert closed == 0
+
+
+def test_full_disk_refuses_appends_and_keeps_what_is_stored(full_fs: FullFs) -> None:
+    box = Outbox(full_fs.root / "o.db", max_messages=10_000, max_bytes=1 << 30)
+    fill(box, 2)
+    full_fs.fill()
+    with pytest.raises(OutboxError) as info:
+        for i in range(100):  # the WAL may still hold a page or two
+            box.append(TOPIC, f"late{i}".encode() * 200, 1, False)
+    assert info.value.kind == "full" and "0 bytes free" in str(info.value)
+    assert "free space" in info.value.advice
+    stored = payloads(box)
+    assert stored[:2] == ["m0", "m1"] and box.depth == len(stored)
+    box.close()
+
+
+def test_delivered_rows_a_full_disk_cannot_delete_are_never_sent_again(full_fs: FullFs) -> None:
+    path = full_fs.root / "o.db"
+    box = Outbox(path, max_messages=10_000, max_bytes=1 << 30)
+    fill(box, 30)
+    full_fs.fill()
+    rows = box.peek(0, 20)
+    failures = []
+    for start in range(0, 20, 2):  # one batch per group of PUBACKs
+        try:
+            box.delete(r.id for r in rows[start : start + 2])
+        except OutboxError as exc:
+            failures.append(exc.kind)
+    assert failures and set(failures) == {"full"}
+    assert box.depth == 10 and payloads(box) == [f"m{i}" for i in range(20, 30)]
+    box.close()
+    again = Outbox(path, max_messages=10_000, max_bytes=1 << 30)  # still full
+    assert again.depth == 10 and payloads(again) == [f"m{i}" for i in range(20, 30)]
+    again.close()
+    full_fs.free_up()
+    third = Outbox(path, max_messages=10_000, max_bytes=1 << 30)
+    third.close()
+    count = sqlite3.connect(path).execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    assert count == 10  # the delivered rows are gone from the file now
+
+
+def test_full_disk_at_open_is_an_outbox_error_not_a_damaged_file(full_fs: FullFs) -> None:
+    full_fs.fill()
+    with pytest.raises(OutboxError) as info:
+        open_outbox(full_fs.root / "o.db", max_messages=10, max_bytes=1 << 20)
+    assert info.value.kind == "full" and "move" not in info.value.advice

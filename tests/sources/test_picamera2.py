@@ -10,6 +10,7 @@ and reconnect / give-up when the camera stalls.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from edgecam.cli import main
 from edgecam.config.model import ModelSection
 from edgecam.config.pipeline import PipelineSection
 from edgecam.core.preprocess import to_rgb
@@ -157,6 +159,88 @@ def test_make_array_failure_mid_stream_releases_and_reconnects(scenes: list[Arra
     assert all(r.ref_count == 0 for r in first.requests) and len(first.requests) == 3
     assert not first.is_open and len(factory.cameras) == 2
     source.close()
+
+
+def test_a_bug_mid_stream_surfaces_at_once_instead_of_reconnecting(
+    scenes: list[Array], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only what a camera raises when it fails means "reconnect"; a TypeError is a bug and
+    would otherwise hide as "reconnecting" for give_up_s."""
+    factory = RecordedCameraFactory(scenes)
+    slow = ReconnectPolicy(initial_s=0.01, max_s=0.02, give_up_s=300)
+    source = Picamera2Source(0, lores_size=MODEL, reconnect=slow, camera_factory=factory)
+    assert source.read() is not None
+    factory.cameras[0].fail_make_array = TypeError("'NoneType' object is not subscriptable")
+    with pytest.raises(TypeError, match="not subscriptable"):
+        source.read()
+    assert source.reconnect_attempts == 0 and len(factory.cameras) == 1
+    assert "reconnect" not in caplog.text
+    source.close()
+
+
+def test_a_bug_at_open_is_not_reported_as_a_camera_that_cannot_open(scenes: list[Array]) -> None:
+    factory = RecordedCameraFactory(scenes, fail_make_array=AttributeError("no 'planes'"))
+    with pytest.raises(AttributeError, match="planes"):
+        Picamera2Source(0, lores_size=MODEL, camera_factory=factory)
+    assert not factory.cameras[0].is_open  # the camera is still released
+
+
+def test_no_camera_with_that_number_is_a_clear_error() -> None:
+    def no_cameras(camera_num: int) -> RecordedPicamera2:
+        return [][camera_num]  # what picamera2 does: index its (empty) camera list
+
+    with pytest.raises(SourceError, match="no camera number 1 is connected"):
+        Picamera2Source(1, lores_size=MODEL, camera_factory=no_cameras)
+
+
+def test_a_broken_picamera2_install_is_not_called_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing it fails with something other than ImportError (a NumPy ABI clash, say):
+    that surfaces as itself, not as "cannot be imported, apt install it"."""
+    package = tmp_path / "picamera2"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(ValueError, match="binary incompatibility"):
+        Picamera2Source(0, lores_size=MODEL)
+
+
+def test_broken_picamera2_through_the_cli_is_one_line_and_exit_1(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    asset_models: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    package = tmp_path / "picamera2"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ValueError('numpy.dtype size changed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    monkeypatch.setenv("EDGECAM_MODELS_DIR", str(asset_models))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    rc = main(["run", "--source", "picamera2:0", "--max-frames", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert err[0].startswith("edgecam: internal error: ValueError: numpy.dtype size changed")
+    assert "__init__.py:1" in err[0]  # where it happened
+
+
+def test_picamera2_not_installed_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "picamera2"
+    package.mkdir()
+    (package / "__init__.py").write_text("import libcamera_bindings_only_on_pi_os\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(SourceError, match="picamera2 cannot be imported") as info:
+        Picamera2Source(0, lores_size=MODEL)
+    assert "python3-picamera2" in str(info.value)
 
 
 def test_stalled_camera_reconnects_with_backoff(

@@ -68,7 +68,10 @@ class RecordedRequest:
         stream = self.config.get(name)
         if stream is None:
             raise RuntimeError(f"Stream {name!r} is not defined")
-        if self._camera.fail_make_array:
+        failure = self._camera.fail_make_array
+        if isinstance(failure, BaseException):
+            raise failure
+        if failure:
             raise RuntimeError("simulated mapping failure")
         bgr = isp_scale(self._scene, stream["size"])
         fmt = stream["format"]
@@ -88,7 +91,10 @@ class RecordedRequest:
 
 
 class RecordedPicamera2:
-    """Picamera2(camera_num) fed from `frames` (BGR scenes), at most `frames_before_stall`."""
+    """Picamera2(camera_num) fed from `frames` (BGR scenes), at most `frames_before_stall`.
+
+    fail_make_array: True fails like libcamera (RuntimeError); an exception is raised as is.
+    """
 
     def __init__(
         self,
@@ -99,7 +105,7 @@ class RecordedPicamera2:
         isp: Literal["pisp", "vc4"] = "pisp",
         stride_align: int = 64,
         frames_before_stall: int | None = None,
-        fail_make_array: bool = False,
+        fail_make_array: bool | BaseException = False,
     ) -> None:
         self.camera_num = camera_num
         self.frames = frames

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -187,3 +188,24 @@ def test_reconnect_is_counted_and_stats_resume(
         assert sink.reconnects == 1
     finally:
         sink.close(2.0)
+
+
+def test_unconfirmed_offline_at_stop_falls_back_to_the_last_will(
+    broker: Broker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    collector_factory: Callable[..., Collector],
+) -> None:
+    """A clean DISCONNECT suppresses the Last Will: if the broker (frozen here) does not confirm
+    the retained `offline` in time, the sink disconnects with reason 0x04 (send the Will)."""
+    cfg = validate_mqtt({"url": broker.url, **FAST}, "t")
+    sink = open_mqtt_sink(cfg, OutboxSection(path=tmp_path / "o.db"), device_id="cam1", model="m")
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        sink.close(0.5)
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    assert "did not confirm the 'offline' status" in caplog.text
+    late = collector_factory(broker, "edgecam/cam1/status", persistent=False)
+    assert late.wait_for(lambda: [m.payload for m in late.messages][-1:] == [b"offline"], 10)

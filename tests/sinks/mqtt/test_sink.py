@@ -363,19 +363,30 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
     assert backoff.next() == 0.5  # first retry after a good connection: the minimum
 
 
-def test_failing_stats_provider_does_not_stop_delivery(
+def test_a_bug_in_the_publisher_stops_the_run_instead_of_looping_behind_a_green_watchdog(
     broker: Broker,
     open_sink: Callable[..., MqttSink],
-    collector_factory: Callable[..., Collector],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """An error the publisher does not expect (here: from the stats provider, our own code)
+    is not retried every second forever: one ERROR line naming it, health `failed`, the next
+    handle() and close() raise SinkError (exit status 1), and what is stored stays stored."""
+
     def broken() -> dict[str, Any]:
         raise RuntimeError("pipeline gone")
 
-    col = collector_factory(broker, "edgecam/cam1/+")
     sink = open_sink(cfg_for(broker), stats_provider=broken, stats_interval_s=0.1)
-    for i in range(5):
-        sink.handle(make_result(i))
-    assert col.wait_for(lambda: len(col.on("/detections")) == 5 and len(col.on("/stats")) >= 2, 5)
-    assert parse_stats(col.on("/stats")[-1].payload).pipeline == {}
-    assert "stats provider failed" in caplog.text
+    deadline = time.monotonic() + 10
+    while sink.health().state != "failed" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    health = sink.health()
+    assert health.state == "failed"
+    assert health.problem is not None and "RuntimeError: pipeline gone" in health.problem
+    assert "test_sink.py" in health.problem  # where: the one line still points at the bug
+    with pytest.raises(SinkError, match="MQTT publisher stopped"):
+        sink.handle(make_result(0))
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "exit status 1" in errors[0].getMessage()
+    assert "restarting" not in caplog.text
+    with pytest.raises(SinkError, match="MQTT publisher stopped"):
+        sink.close(1.0)
