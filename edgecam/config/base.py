@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
 from edgecam.schema import DEVICE_ID_RULE, is_device_id
+from edgecam.secrets import ENV_NAME
 
 
 class Section(BaseModel):
@@ -32,4 +33,11 @@ def check_device_id(value: str | None) -> str | None:
             "{value} is not a device id: one MQTT topic level of {rule}",
             {"value": repr(value), "rule": DEVICE_ID_RULE},
         )
+    return value
+
+
+def check_env_name(value: str | None) -> str | None:
+    """`*_env` settings name an environment variable: refuse what cannot be one."""
+    if value is not None and not ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name")
     return value

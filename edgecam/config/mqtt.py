@@ -17,10 +17,10 @@ from urllib.parse import unquote
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from edgecam.config.base import Section, check_device_id
+from edgecam.config.base import Section, check_device_id, check_env_name
 from edgecam.config.problems import describe_errors, format_problems
 from edgecam.errors import ConfigError
-from edgecam.secrets import ENV_NAME, read_secret
+from edgecam.secrets import read_secret
 
 DEFAULT_PORT = 1883
 
@@ -195,12 +195,7 @@ class MqttSection(Section):
 
     _device = field_validator("device_id")(check_device_id)
 
-    @field_validator("password_env")
-    @classmethod
-    def _env(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME.match(value):
-            raise ValueError(f"{value!r} is not an environment variable name")
-        return value
+    _env = field_validator("password_env")(check_env_name)
 
     @model_validator(mode="after")
     def _coherent(self) -> MqttSection:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from edgecam.config.base import Section
-from edgecam.secrets import ENV_NAME, read_secret, url_passwords
+from edgecam.config.base import Section, check_env_name
+from edgecam.secrets import read_secret, url_passwords
 from edgecam.sources.base import DEFAULT_MAX_PIXELS
 
 
@@ -47,12 +47,7 @@ class SourceSection(Section):
         None, description="password of a stream URL given as rtsp://USER@host/... (env var)"
     )
 
-    @field_validator("password_env")
-    @classmethod
-    def _env(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME.match(value):
-            raise ValueError(f"{value!r} is not an environment variable name")
-        return value
+    _env = field_validator("password_env")(check_env_name)
 
     @model_validator(mode="after")
     def _password_needs_a_user(self) -> SourceSection:
