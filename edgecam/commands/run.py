@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgecam.commands.common import (
     add_config_flags,
@@ -22,16 +22,19 @@ from edgecam.dirs import state_dir
 from edgecam.errors import EXIT_OK
 from edgecam.logsetup import setup_logging
 from edgecam.pipeline.engine import open_engine
+from edgecam.pipeline.execution import execution_for
 from edgecam.pipeline.pipeline import Pipeline, PipelineSummary
+from edgecam.runtime.cache import ChoiceCache
 from edgecam.secrets import secret_values
 from edgecam.service.hooks import ServiceHooks, install_signal_handlers
 from edgecam.service.notify import Notifier
-from edgecam.sinks import Sink
-from edgecam.sinks.events import EventOutput, EventsSink, build_event_engine, check_labels
+from edgecam.sinks.base import Sink
 from edgecam.sinks.jsonl import JsonlSink
-from edgecam.sinks.mqtt import open_mqtt_sink
-from edgecam.sinks.snapshots import SnapshotStore
-from edgecam.sources import ReconnectPolicy, open_source
+from edgecam.sources.base import ReconnectPolicy
+from edgecam.sources.open import open_source
+
+if TYPE_CHECKING:  # imported where used: a run without MQTT or events never loads them
+    from edgecam.sinks.events import EventOutput, EventsSink
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,7 @@ def _run_pipeline(
             config=config.pipeline,
             on_result=hooks.on_result,
             on_progress=hooks.on_progress,
+            execution=execution_for(engine, config.pipeline, ChoiceCache(state)),
         )
         holder.append(pipeline)
         summary = pipeline.run(max_frames=config.output.max_frames, stop=stop)
@@ -199,6 +203,8 @@ def _open_sinks(
     sinks: list[Sink] = []
     event_outputs: list[EventOutput] = []
     if config.mqtt.enabled:
+        from edgecam.sinks.mqtt import open_mqtt_sink
+
         # With events on, count/<label> carries the tracker's confirmed objects; per-frame
         # raw counts on the same retained topic would contradict it.
         mqtt_cfg = (
@@ -256,6 +262,9 @@ def _open_events(
     outputs: Sequence[EventOutput],
     stack: ExitStack,
 ) -> EventsSink:
+    from edgecam.sinks.events import EventsSink, build_event_engine, check_labels
+    from edgecam.sinks.snapshots import SnapshotStore
+
     check_labels(config.objects, config.zones, labels)
     snaps = config.snapshots
     store = (
