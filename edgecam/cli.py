@@ -31,7 +31,14 @@ COMMAND_MODULES = (
 log = logging.getLogger("edgecam")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line (first argument that is one), if any."""
+    return next((arg for arg in argv if arg in COMMAND_MODULES), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All sub-commands, or `only` that one: a command's module imports what it needs (a
+    run loads OpenCV, the interpreter...), so a run does not pay for the others' imports."""
     parser = argparse.ArgumentParser(
         prog="edgecam",
         description="On-camera TFLite inference (MobileNetV2 / SSD) published as JSON or MQTT.",
@@ -44,15 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="log verbosity on stderr (default: warning, or logging.level from the config)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in (only,) if only else COMMAND_MODULES:
         module = importlib.import_module(f"edgecam.commands.{name}")
         module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    command = requested_command(arguments)
+    if command is not None and {"-h", "--help"} & set(arguments[: arguments.index(command)]):
+        command = None  # `edgecam --help run`: the top-level help lists every command
+    parser = build_parser(command)
+    args = parser.parse_args(arguments)
     # Commands that load a config (run) call setup_logging again with its [logging] section.
     setup_logging(args.log_level or "warning")
     try:
