@@ -223,6 +223,7 @@ class AdaptiveExecution:
         self.budget = budget or Budget()
         self._clock = clock
         self._live = False
+        self.signature = ""
         self._cache_key = ""
         self._queue: list[Arrangement] = []
         self._trials: list[Trial] = []
@@ -282,6 +283,11 @@ class AdaptiveExecution:
             self.arrangements, key=lambda a: (a.threads != current_threads, a.mode, a.threads)
         )
         self.chosen_by = "calibrating"
+        log.info(
+            "execution: measuring %s on this run's frames (%s)",
+            ", ".join(a.label for a in self._queue),
+            "re-check" if self.rechecks else f"nothing cached for {self.signature}",
+        )
 
     def _decide(self) -> None:
         measured = [t for t in self._trials if t.frames >= 2 and t.fps > 0]
