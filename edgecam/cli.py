@@ -7,8 +7,10 @@ Each sub-command lives in its own module under edgecam.commands and exposes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -81,3 +83,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(error_line(f"edgecam: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, FileNotFoundError | PermissionError) else EXIT_FAILURE
+
+
+def entry() -> None:
+    """The `edgecam` executable: main(), then exit without tearing the heap down.
+
+    Every command has closed what it opened (sinks, sources, the outbox) when main returns;
+    what is left is the interpreter's finalization, which frees every object and runs the
+    C++ destructors of the TFLite interpreter, OpenCV and numpy: 0.3-0.4 s of a 2-core
+    board's time that nobody waits for. Logs and stdio are flushed first. In-process callers
+    (tests) use main().
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing to lose
+            stream.flush()
+    os._exit(code)
