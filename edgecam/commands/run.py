@@ -23,6 +23,7 @@ from edgecam.errors import EXIT_OK
 from edgecam.logsetup import setup_logging
 from edgecam.pipeline.engine import open_engine
 from edgecam.pipeline.execution import execution_for
+from edgecam.pipeline.metrics import limit_malloc_arenas
 from edgecam.pipeline.pipeline import Pipeline, PipelineSummary
 from edgecam.runtime.cache import ChoiceCache
 from edgecam.secrets import secret_values
@@ -141,6 +142,7 @@ def run(config: EdgecamConfig, *, stop: threading.Event | None = None) -> int:
 def _run_pipeline(
     config: EdgecamConfig, hooks: ServiceHooks, stop: threading.Event
 ) -> PipelineSummary:
+    limit_malloc_arenas()
     state = state_dir(config.service.state_dir)
     engine = open_engine(config.model, state)
     engine.warm_up()

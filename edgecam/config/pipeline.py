@@ -32,10 +32,10 @@ class PipelineSection(Section):
     )
 
     frame_queue: int = Field(
-        default=4, ge=1, le=256, description="replay sources: frames decoded ahead of inference"
+        default=2, ge=1, le=256, description="replay sources: frames decoded ahead of inference"
     )
     result_queue: int = Field(
-        default=16,
+        default=4,
         ge=1,
         le=4096,
         description="results waiting for the sinks before inference blocks",

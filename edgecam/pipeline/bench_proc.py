@@ -12,6 +12,7 @@ OpenCV's VideoWriter as MJPEG at another size, into a directory the caller delet
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def _peak_kib(pid: int) -> int:
     return 0
 
 
+def child_env() -> dict[str, str]:
+    """This environment, minus PYTHONDONTWRITEBYTECODE: an installed edgecam (and the plain
+    loop's own imports) start from compiled bytecode, as a user's would; with the variable
+    set, every start would compile edgecam's ~70 modules again (0.3 s measured here)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def _spawn(cmd: list[str], stderr_path: Path, env: dict[str, str] | None) -> tuple[float, float]:
     """Run to completion; (wall seconds, peak RSS MiB). Raises on a non-zero exit.
 
@@ -106,7 +116,7 @@ def run_plain(
     cmd += ["--threads", str(threads), "--runtime", runtime]
     if labels is not None:
         cmd += ["--labels", str(labels)]
-    elapsed, peak = _spawn(cmd, workdir / "plain.err", None)
+    elapsed, peak = _spawn(cmd, workdir / "plain.err", child_env())
     return ProcessRun(elapsed, len(_lines(out)), peak)
 
 

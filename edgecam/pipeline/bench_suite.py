@@ -32,7 +32,13 @@ from edgecam.pipeline.bench import (
     measure_startup,
 )
 from edgecam.pipeline.bench_lean import around_invoke
-from edgecam.pipeline.bench_proc import ProcessRun, reencode, run_edgecam, run_plain
+from edgecam.pipeline.bench_proc import (
+    ProcessRun,
+    child_env,
+    reencode,
+    run_edgecam,
+    run_plain,
+)
 from edgecam.pipeline.engine import Engine
 from edgecam.pipeline.execution import AdaptiveExecution, Arrangement, execution_for
 from edgecam.runtime.cache import ChoiceCache
@@ -155,7 +161,7 @@ def _process(
             workdir=workdir,
         )
     return run_edgecam(
-        options.run_args, source=spec, frames=options.frames, workdir=workdir, env=None
+        options.run_args, source=spec, frames=options.frames, workdir=workdir, env=child_env()
     )
 
 
