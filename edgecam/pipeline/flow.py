@@ -13,6 +13,7 @@ one clock read, no copies of the result; percentiles only when someone asks.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -291,11 +292,35 @@ class Stages:
 # -- the two arrangements ----------------------------------------------------------------
 
 
+#: Niceness added to the capture and output threads when the interpreter has every core.
+HELPER_NICE = 10
+
+
+def lower_priority(increment: int) -> bool:
+    """Make the calling thread nicer (Linux schedules threads, so this is per thread).
+
+    Only ever lowers it, which needs no privilege; False where threads have no niceness.
+    """
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 def _guarded(
-    control: Control, name: str, body: Callable[[], None], done: Callable[[], object]
+    control: Control,
+    name: str,
+    body: Callable[[], None],
+    done: Callable[[], object],
+    nice: int = 0,
 ) -> threading.Thread:
     def target() -> None:
         try:
+            if nice:
+                lower_priority(nice)
             body()
         except BaseException as exc:  # re-raised by Pipeline.run() in the caller's thread
             control.fail(name, exc)
@@ -339,9 +364,21 @@ class Channels:
 
 
 def pipelined_threads(
-    stages: Stages, segment: Segment, channels: Channels, discard: Callable[[int], None]
+    stages: Stages,
+    segment: Segment,
+    channels: Channels,
+    discard: Callable[[int], None],
+    *,
+    helpers_yield: bool = False,
 ) -> list[threading.Thread]:
-    """capture (+ prepare) -> inference (invoke) -> output (postprocess + sinks)."""
+    """capture (+ prepare) -> inference (invoke) -> output (postprocess + sinks).
+
+    helpers_yield: the interpreter's threads occupy every core, so capture and output run
+    at a lower priority and fill the gaps the interpreter leaves (between invokes, at its
+    synchronisation points) instead of taking a core from it mid-invoke. Measured on the
+    2-core x86 under load: 3-15 % more frames than the same threads at equal priority.
+    """
+    nice = HELPER_NICE if helpers_yield else 0
     engine, source = stages.engine, stages.source
     frames, results = channels.frames, channels.results
 
@@ -373,7 +410,7 @@ def pipelined_threads(
 
     control = stages.control
     return [
-        _guarded(control, "capture", capture, frames.close),  # inference drains, then ends
+        _guarded(control, "capture", capture, frames.close, nice),  # inference drains, ends
         _guarded(control, "inference", inference, results.close),  # output drains, then ends
-        _guarded(control, "output", output, segment.done.set),
+        _guarded(control, "output", output, segment.done.set, nice),
     ]

@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgecam.config.pipeline import PipelineSection
-from edgecam.pipeline.execution import AdaptiveExecution, Arrangement, Step, execution_for
+from edgecam.pipeline.execution import (
+    AdaptiveExecution,
+    Arrangement,
+    Step,
+    execution_for,
+    usable_cores,
+)
 from edgecam.pipeline.flow import (
     STAGES,
     Channels,
@@ -193,7 +199,13 @@ class Pipeline:
             threads = (
                 sequential_threads(self._stages, segment)
                 if step.arrangement.mode == "sequential"
-                else pipelined_threads(self._stages, segment, self._open_channels(), self.discard)
+                else pipelined_threads(
+                    self._stages,
+                    segment,
+                    self._open_channels(),
+                    self.discard,
+                    helpers_yield=(step.arrangement.threads or 0) >= usable_cores(),
+                )
             )
             for thread in threads:
                 thread.start()
