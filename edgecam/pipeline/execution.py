@@ -164,18 +164,18 @@ def candidates(
 def pick(trials: Sequence[Trial], *, live: bool) -> Trial:
     """The fastest trial; within TIE of the best throughput the lower latency wins.
 
-    Live sources: a sequential trial that could not keep up with the rate the camera
-    delivered in the pipelined trials is out (it would read stale, buffered frames).
+    Live sources: throughput beyond the camera's rate is worth nothing, so every arrangement
+    that keeps up with the rate the camera delivered (LIVE_KEEP_UP) is as good as the best,
+    and the lowest latency among them wins. A sequential trial that could not keep up is
+    out (it would read stale, buffered frames) unless nothing kept up.
     """
     eligible = list(trials)
     if live:
-        camera = max((t.input_fps for t in trials if t.arrangement.mode == "pipelined"), default=0)
-        kept = [
-            t
-            for t in trials
-            if t.arrangement.mode != "sequential" or t.fps >= LIVE_KEEP_UP * camera
-        ]
-        eligible = kept or eligible
+        camera = max(t.input_fps for t in trials)
+        keeping_up = [t for t in trials if t.fps >= LIVE_KEEP_UP * camera]
+        if keeping_up:
+            return min(keeping_up, key=lambda t: (t.latency_ms, -t.fps))
+        eligible = [t for t in trials if t.arrangement.mode != "sequential"] or eligible
     best = max(t.fps for t in eligible)
     close = [t for t in eligible if t.fps >= best * (1 - TIE)]
     return min(close, key=lambda t: (t.latency_ms, -t.fps))

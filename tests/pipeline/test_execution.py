@@ -66,6 +66,9 @@ def test_live_sequential_must_keep_up_with_the_camera() -> None:
     trials = [_trial(SEQ, 25, latency=20), _trial(PIPE, 24.8, latency=60, input_fps=30)]
     assert pick(trials, live=True).arrangement == PIPE
     assert pick(trials, live=False).arrangement == SEQ
+    # Both keep up with a 10 fps camera: more throughput is worth nothing, latency decides.
+    paced = [_trial(SEQ, 10.0, latency=25, input_fps=10.0), _trial(PIPE, 10.4, latency=40)]
+    assert pick(paced, live=True).arrangement == SEQ
 
 
 @pytest.mark.parametrize(
