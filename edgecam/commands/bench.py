@@ -231,6 +231,11 @@ def _processes(proc: dict[str, Any] | None) -> list[str]:
         ),
         f"edgecam run / plain loop: {ratio['median']}x (rounds {ratio['rounds']}, spread "
         f"{ratio['min']}-{ratio['max']}); run picked {picked} ({execution.get('chosen_by', '?')})",
+        "CPU per frame (whole process): "
+        + "   ".join(
+            f"run {r['cpu_ms_per_frame']:.1f} ms, plain {p['cpu_ms_per_frame']:.1f} ms"
+            for r, p in zip(proc["run"], proc["plain"], strict=True)
+        ),
         f"peak RSS: run {proc['run_peak_rss_mb']:.1f} MB, plain loop "
         f"{proc['plain_peak_rss_mb']:.1f} MB; run start to first result "
         f"{first.get('median', float('nan')):.2f} s",

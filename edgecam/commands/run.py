@@ -144,8 +144,7 @@ def _run_pipeline(
 ) -> PipelineSummary:
     limit_malloc_arenas()
     state = state_dir(config.service.state_dir)
-    engine = open_engine(config.model, state)
-    engine.warm_up()
+    engine = open_engine(config.model, state)  # loading invoked it once: warm already
     src = config.source
     with ExitStack() as stack:
         source = open_source(

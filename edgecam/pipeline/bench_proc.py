@@ -41,12 +41,19 @@ class ProcessRun:
     elapsed_s: float
     frames: int
     peak_rss_mb: float
+    cpu_s: float = 0.0
     first_result_s: float | None = None
     execution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        """The whole process's CPU (start-up included) per frame: what other load distorts
+        least, so the efficiency comparison that survives a busy machine."""
+        return 1000 * self.cpu_s / self.frames if self.frames else 0.0
 
 
 def _peak_kib(pid: int) -> int:
@@ -70,25 +77,37 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def _spawn(cmd: list[str], stderr_path: Path, env: dict[str, str] | None) -> tuple[float, float]:
-    """Run to completion; (wall seconds, peak RSS MiB). Raises on a non-zero exit.
+@dataclass(frozen=True)
+class _Exit:
+    elapsed_s: float
+    peak_rss_mb: float
+    cpu_s: float
+
+
+def _spawn(cmd: list[str], stderr_path: Path, env: dict[str, str] | None) -> _Exit:
+    """Run to completion: wall seconds, peak RSS, CPU seconds. Raises on a non-zero exit.
 
     The peak is the child's own VmHWM, sampled every POLL_S until it exits: wait4's
     ru_maxrss would report this (bigger) process, because subprocess starts the child with
-    vfork and the kernel carries the pre-exec memory into the child's maximum.
+    vfork and the kernel carries the pre-exec memory into the child's maximum. Its CPU time
+    (user + system, all threads) comes from wait4 and does not depend on other load.
     """
     peak = 0
     with stderr_path.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        while proc.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
             peak = max(peak, _peak_kib(proc.pid))
             time.sleep(POLL_S)
         elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         tail = stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
         raise SourceError(f"{cmd[2]} exited with {proc.returncode}: {' | '.join(tail)}")
-    return elapsed, peak / 1024
+    return _Exit(elapsed, peak / 1024, usage.ru_utime + usage.ru_stime)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -116,8 +135,8 @@ def run_plain(
     cmd += ["--threads", str(threads), "--runtime", runtime]
     if labels is not None:
         cmd += ["--labels", str(labels)]
-    elapsed, peak = _spawn(cmd, workdir / "plain.err", child_env())
-    return ProcessRun(elapsed, len(_lines(out)), peak)
+    done = _spawn(cmd, workdir / "plain.err", child_env())
+    return ProcessRun(done.elapsed_s, len(_lines(out)), done.peak_rss_mb, done.cpu_s)
 
 
 def run_edgecam(
@@ -129,14 +148,21 @@ def run_edgecam(
     cmd = [sys.executable, "-m", "edgecam", "--log-level", "info", "run", *run_args]
     cmd += ["--source", source, "--max-frames", str(frames), "--output", str(out)]
     spawned_at = time.time()
-    elapsed, peak = _spawn(cmd, workdir / "run.err", env)
+    done = _spawn(cmd, workdir / "run.err", env)
     lines = _lines(out)
     first = None
     if lines:
         payload = json.loads(lines[0])
         done_ms = payload["captured_ms"] + (payload["latency_ms"].get("end_to_end") or 0.0)
         first = round(done_ms / 1000 - spawned_at, 3)
-    return ProcessRun(elapsed, len(lines), peak, first, parse_execution(workdir / "run.err"))
+    return ProcessRun(
+        done.elapsed_s,
+        len(lines),
+        done.peak_rss_mb,
+        done.cpu_s,
+        first,
+        parse_execution(workdir / "run.err"),
+    )
 
 
 def parse_execution(log_path: Path) -> dict[str, Any]:

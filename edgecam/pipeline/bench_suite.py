@@ -225,14 +225,28 @@ def _process_report(processes: dict[str, list[ProcessRun]]) -> dict[str, Any]:
     plain, run = processes["plain"], processes["run"]
     ratios = [r.fps / p.fps for r, p in zip(run, plain, strict=True) if p.fps > 0]
     firsts = [r.first_result_s for r in run if r.first_result_s is not None]
+    cpu = [
+        p.cpu_ms_per_frame / r.cpu_ms_per_frame
+        for r, p in zip(run, plain, strict=True)
+        if r.cpu_ms_per_frame > 0
+    ]
     return {
-        "plain": [dataclasses.asdict(p) | {"fps": round(p.fps, 2)} for p in plain],
-        "run": [dataclasses.asdict(r) | {"fps": round(r.fps, 2)} for r in run],
+        "plain": [_process_dict(p) for p in plain],
+        "run": [_process_dict(r) for r in run],
         "run_vs_plain": _spread(ratios) | {"rounds": [round(x, 3) for x in ratios]},
+        # plain CPU per frame / run CPU per frame: > 1 means run needs less CPU per frame
+        "cpu_efficiency_vs_plain": _spread(cpu) if cpu else None,
         "run_peak_rss_mb": max((r.peak_rss_mb for r in run), default=0.0),
         "plain_peak_rss_mb": max((p.peak_rss_mb for p in plain), default=0.0),
         "run_first_result_s": _spread(firsts) if firsts else None,
         "execution": run[-1].execution if run else {},
+    }
+
+
+def _process_dict(run: ProcessRun) -> dict[str, Any]:
+    return dataclasses.asdict(run) | {
+        "fps": round(run.fps, 2),
+        "cpu_ms_per_frame": round(run.cpu_ms_per_frame, 2),
     }
 
 

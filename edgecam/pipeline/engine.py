@@ -148,8 +148,7 @@ class Engine:
         path, runtime, version = runner.model_path, runner.runtime, runner.runtime_version
         runner.close()
         self.runner = load_runner(path, runtime, version, threads)  # type: ignore[arg-type]
-        self.threads = threads
-        self.warm_up()
+        self.threads = threads  # load_runner invoked once: XNNPACK applied, buffers allocated
 
     def warm_up(self) -> None:
         """An invoke before the first frame's clock starts (caches warm, buffers allocated)."""

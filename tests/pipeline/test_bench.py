@@ -80,6 +80,11 @@ def test_whole_processes_run_the_same_frames_and_the_ratio_follows(
         assert 0 < one["peak_rss_mb"] < 1000  # the child's own peak, not the bench's
     assert proc["run_vs_plain"]["rounds"] == [pytest.approx(run["fps"] / plain["fps"], abs=2e-3)]
     assert 0 < run["first_result_s"] < run["elapsed_s"]
+    for one in (run, plain):  # CPU of the whole child process, from the kernel
+        assert one["cpu_ms_per_frame"] == pytest.approx(1000 * one["cpu_s"] / 30, rel=0.01)
+    assert proc["cpu_efficiency_vs_plain"]["median"] == pytest.approx(
+        plain["cpu_ms_per_frame"] / run["cpu_ms_per_frame"], rel=0.02
+    )
     # what adaptive execution picked, read back from the run's INFO log
     execution = proc["execution"]
     if execution["chosen_by"] == "calibrating":  # 30 frames may end before it decided
