@@ -17,8 +17,8 @@ from typing import Any
 
 from edgecam.config.pipeline import PipelineSection
 from edgecam.core.payload import build_result_payload, encode_json
+from edgecam.pipeline.arrangements import Arrangement
 from edgecam.pipeline.engine import Engine
-from edgecam.pipeline.execution import Arrangement
 from edgecam.pipeline.flow import Segment, Stages
 from edgecam.sources.base import Source
 from edgecam.types import Frame, Result

@@ -21,6 +21,7 @@ from typing import Any
 from edgecam.config.model import ModelSection
 from edgecam.config.pipeline import PipelineSection
 from edgecam.dirs import state_dir
+from edgecam.pipeline.arrangements import Arrangement
 from edgecam.pipeline.bench import (
     ModeResult,
     NoProgress,
@@ -40,7 +41,7 @@ from edgecam.pipeline.bench_proc import (
     run_plain,
 )
 from edgecam.pipeline.engine import Engine
-from edgecam.pipeline.execution import AdaptiveExecution, Arrangement, execution_for
+from edgecam.pipeline.execution import AdaptiveExecution, execution_for
 from edgecam.runtime.cache import ChoiceCache
 from edgecam.sources.base import Source
 from edgecam.sources.open import open_source

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edgecam.config.pipeline import PipelineSection
 from edgecam.core.motion import MotionGate
+from edgecam.pipeline.arrangements import Budget, Trial
 from edgecam.pipeline.channels import BoundedQueue, LatestSlot
-from edgecam.pipeline.execution import Budget, Trial
 from edgecam.pipeline.metrics import RateMeter, RollingStat
 from edgecam.types import Frame, Result
 
 if TYPE_CHECKING:  # protocols only: the pipeline never names a concrete adapter
-    from edgecam.pipeline.execution import Arrangement
+    from edgecam.pipeline.arrangements import Arrangement
     from edgecam.sinks.base import Sink
     from edgecam.sources.base import Source
 

@@ -28,13 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgecam.config.pipeline import PipelineSection
-from edgecam.pipeline.execution import (
-    AdaptiveExecution,
-    Arrangement,
-    Step,
-    execution_for,
-    usable_cores,
-)
+from edgecam.pipeline.arrangements import Arrangement, Step, usable_cores
+from edgecam.pipeline.execution import AdaptiveExecution, execution_for
 from edgecam.pipeline.flow import (
     STAGES,
     Channels,

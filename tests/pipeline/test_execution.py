@@ -23,17 +23,16 @@ import pytest
 from edgecam.config.model import ModelSection
 from edgecam.config.pipeline import PipelineSection
 from edgecam.doctor.execution import cached_choices, check_execution
-from edgecam.pipeline.engine import Engine, open_engine
-from edgecam.pipeline.execution import (
-    AdaptiveExecution,
+from edgecam.pipeline.arrangements import (
     Arrangement,
     Budget,
     Trial,
     candidates,
-    execution_for,
     pick,
     usable_cores,
 )
+from edgecam.pipeline.engine import Engine, open_engine
+from edgecam.pipeline.execution import AdaptiveExecution, execution_for
 from edgecam.pipeline.pipeline import Pipeline
 from edgecam.runtime.cache import ChoiceCache
 from edgecam.sources.base import SourceBase
@@ -151,8 +150,8 @@ class Decoder(SourceBase):
 
 
 class Contended:
-    """An engine whose invoke takes `invoke_s`, plus `penalty_s` when a frame is decoded
-    while it runs (the capture thread stealing the interpreter's core)."""
+    """An engine whose invoke takes `invoke_s`, plus `penalty_s` when a frame was decoded
+    while it ran (the capture thread stealing the interpreter's core)."""
 
     def __init__(self, source: Decoder, invoke_s: float, penalty_s: float) -> None:
         self.source, self.invoke_s, self.penalty_s = source, invoke_s, penalty_s
@@ -164,9 +163,10 @@ class Contended:
     def infer(self, prepared: Frame) -> tuple[Any, float]:
         self.threads_seen.add(threading.current_thread().name)
         start, reads = time.perf_counter(), self.source.reads
-        time.sleep(self.invoke_s / 2)
-        contended = self.source.decoding > 0 or self.source.reads != reads
-        time.sleep(self.invoke_s / 2 + (self.penalty_s if contended else 0.0))
+        time.sleep(self.invoke_s)
+        # any decoding during this invoke, however late the capture thread got to it
+        if self.source.decoding > 0 or self.source.reads != reads:
+            time.sleep(self.penalty_s)
         return None, (time.perf_counter() - start) * 1000
 
     def postprocess(self, prepared: Frame, outputs: Any, invoke_ms: float) -> Result:
