@@ -17,6 +17,9 @@ from edgecam.types import Detections, Result
 class JsonlSink:
     """One line per result; flushed per line so a `tail -f` or a pipe sees frames as they happen."""
 
+    #: Lines carry no pixels: the pipeline may drop a frame's image once it is preprocessed.
+    needs_pixels = False
+
     def __init__(
         self,
         target: str = "-",

@@ -551,3 +551,25 @@ def test_motion_gate_lets_a_moving_scene_through(detector: Engine, video: Source
     summary = Pipeline(video, detector, [], config=config).run(max_frames=20)
     assert summary.processed == 20
     assert summary.frames_in >= 20
+
+
+class Blind(Collect):
+    """A sink that says it never looks at pixels (like the JSON-lines sink)."""
+
+    needs_pixels = False
+
+
+def test_pixels_are_dropped_once_prepared_only_when_no_sink_reads_them(
+    detector: Engine, asset_video: Path, mode: PipelineSection
+) -> None:
+    blind, seeing = Blind(), Collect()
+    with open_source(str(asset_video)) as source:
+        Pipeline(source, detector, [blind], config=mode).run(max_frames=5)
+    with open_source(str(asset_video)) as source:
+        Pipeline(source, detector, [seeing], config=mode).run(max_frames=5)
+    for light, full in zip(blind.results, seeing.results, strict=True):
+        assert light.frame is not None and full.frame is not None
+        assert light.frame.pixels.size == 0 and full.frame.pixels.shape == (432, 768, 3)
+        # the same frame size and the same boxes either way
+        assert (light.width, light.height) == (full.width, full.height) == (768, 432)
+        assert _same_output(light, full)
