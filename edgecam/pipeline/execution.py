@@ -9,8 +9,9 @@ one-thread loop on a small H.264 video and won on 1080p MJPEG). So with ``pipeli
 "auto"`` a run starts with a short calibration: a few hundred milliseconds of real frames in
 each candidate arrangement (their results are delivered like any other), the fastest is kept
 and cached per machine, model, runtime and kind of source, and the stage costs it was chosen
-with are compared with the running ones every ``pipeline.recheck_s``: when they drift (a
-busier scene, a hotter board, other load), it measures again.
+with are compared with the running ones every ``pipeline.recheck_s`` (a cached choice twice
+within its first seconds, since it was measured at another time): when they drift (a busier
+scene, a hotter board, other load), it measures again.
 
 Arrangements: ``sequential`` (one thread does every stage; the interpreter gets all cores)
 and ``pipelined`` (capture + preprocessing, inference, output in three threads) with the
@@ -49,6 +50,10 @@ SECTION = "execution"  # of the ChoiceCache
 #: invoke time) may change which arrangement is fastest.
 DRIFT = 0.35
 DRIFT_FLOOR = 0.05
+#: A choice read from the cache was measured at another time (another load, another scene):
+#: its stage costs are compared after this many seconds of running, twice, then every
+#: recheck_s.
+CACHE_CHECK_S = 3.0
 
 
 def machine_id() -> str:
@@ -105,6 +110,7 @@ class AdaptiveExecution:
         self.rechecks = 0
         self.calibrated_at: float | None = None
         self._drift_seen = 0
+        self._cache_checks = 0
 
     @property
     def calibrating(self) -> bool:
@@ -179,16 +185,27 @@ class AdaptiveExecution:
         self.chosen_by = "calibration"
         self.calibrated_at = time.time()
         self._drift_seen = 0
+        self._cache_checks = 0
         self._log_choice()
         self._remember()
 
     # -- drift ---------------------------------------------------------------------------------
+
+    def next_check_s(self) -> float:
+        """Seconds until the next drift check (0: none)."""
+        if self.recheck_s <= 0:
+            return 0.0
+        if self.chosen_by == "cache" and self._cache_checks < 2:
+            return min(self.recheck_s, CACHE_CHECK_S)
+        return self.recheck_s
 
     def drifted(self, stages_ms: Mapping[str, float]) -> bool:
         """True when the running stage costs differ enough from the calibration's to re-check
         (twice in a row, so one busy moment does not trigger it). Call every recheck_s."""
         if self.recheck_s <= 0 or len(self.arrangements) < 2 or self.calibrating:
             return False
+        if self.chosen_by == "cache":
+            self._cache_checks += 1
         reference = self.reference
         if not reference:
             return False

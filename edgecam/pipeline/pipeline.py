@@ -242,18 +242,19 @@ class Pipeline:
         self, threads: list[threading.Thread], segment: Segment, stop: threading.Event | None
     ) -> None:
         """Wait for the segment's last thread; pass on stop requests; ask for drift re-checks."""
-        recheck_s = self.execution.recheck_s
-        next_check = time.monotonic() + recheck_s
+        execution = self.execution
+        next_check = time.monotonic() + execution.next_check_s()
         while not segment.done.is_set():  # output (or the only thread) finishes last
             if stop is not None and stop.is_set():
                 self.stop()
             if self._stopping.is_set():
                 return  # _join() gives the threads the stop deadline
             segment.done.wait(0.05)
-            if recheck_s > 0 and segment.budget is None and time.monotonic() >= next_check:
-                next_check = time.monotonic() + recheck_s
-                if self.execution.drifted(self._stages.recent_means()):
+            interval = execution.next_check_s()
+            if interval > 0 and segment.budget is None and time.monotonic() >= next_check:
+                if execution.drifted(self._stages.recent_means()):
                     segment.finish("recheck")
+                next_check = time.monotonic() + execution.next_check_s()
 
     def stop(self) -> None:
         """Stop capturing and drop queued frames; results already computed still go out.

@@ -299,3 +299,21 @@ def test_doctor_says_the_first_run_measures(tmp_path: Path, asset_models: Path) 
     assert "pipeline.mode = pipelined" in check.detail and "model.threads = 2" in check.detail
     assert "first `edgecam run` measures" in check.detail
     assert os.cpu_count()
+
+
+def test_a_cached_choice_is_checked_early_against_this_run(tmp_path: Path) -> None:
+    """Cached figures come from another time (other load, another scene): the first two
+    checks come after a few seconds, and a drift then measures again at once."""
+    cache = ChoiceCache(tmp_path)
+    first = AdaptiveExecution([SEQ, PIPE], cache=cache)
+    step = first.start("video:768x432", live=False)
+    while step.budget is not None:
+        step = first.after(step.arrangement, "budget", _trial(step.arrangement, 40.0))
+    assert first.next_check_s() == 60.0  # measured now: the regular interval
+    again = AdaptiveExecution([SEQ, PIPE], cache=cache)
+    again.start("video:768x432", live=False)
+    assert again.chosen_by == "cache" and again.next_check_s() == 3.0
+    quieter = {"invoke": 8.0}  # the cached calibration saw 20 ms invokes
+    assert not again.drifted(quieter)
+    assert again.drifted(quieter)
+    assert again.next_check_s() == 60.0
