@@ -58,9 +58,9 @@ class Budget:
     `max_s` seconds for slow models."""
 
     warmup: int = 2
-    min_frames: int = 6
-    min_s: float = 0.35
-    max_s: float = 0.8
+    min_frames: int = 5
+    min_s: float = 0.25
+    max_s: float = 0.6
 
 
 @dataclass(frozen=True)

@@ -153,15 +153,19 @@ class AdaptiveExecution:
         return Step(self.chosen)
 
     def _begin_calibration(self, current_threads: int | None) -> None:
-        """Trials start with the interpreter's current thread count (no reload)."""
+        """Two interleaved rounds (A B C, then C B A), pooled per arrangement: a load that
+        comes or goes during the measurement then hits every candidate alike. Trials start
+        with the interpreter's current thread count, and the mirrored second round starts
+        where the first ended, so the thread count changes as rarely as possible."""
         self._trials, self._round = [], 0
-        self._queue = sorted(
+        order = sorted(
             self.arrangements, key=lambda a: (a.threads != current_threads, a.mode, a.threads)
         )
+        self._queue = order + order[::-1]
         self.chosen_by = "calibrating"
         log.info(
-            "execution: measuring %s on this run's frames (%s)",
-            ", ".join(a.label for a in self._queue),
+            "execution: measuring %s on this run's frames, twice (%s)",
+            ", ".join(a.label for a in order),
             "re-check" if self.rechecks else f"nothing cached for {self.signature}",
         )
 
