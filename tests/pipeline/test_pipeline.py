@@ -265,8 +265,9 @@ def test_replay_gives_one_identical_result_per_frame_in_order(
     if model == "detector":  # the video shows people: the comparison is not all-empty
         assert sum(len(r.output) for r in expected) > frames // 2
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == frames
-    # auto calibrated on this run's own frames: several arrangements ran, none lost a frame.
-    assert summary.execution["chosen_by"] in ("calibration", "config")
+    # auto measured on this run's own frames (a short run may end before it decided):
+    # several arrangements ran, and none lost or reordered a frame.
+    assert summary.execution["chosen_by"] in ("calibration", "calibrating")
     # on_result sees every result, with the pipeline's own stage timings added.
     assert [r.seq for r in seen] == list(range(frames))
     assert set(seen[0].timings_ms) == {"capture", "preprocess", "invoke", "postprocess", "output"}
