@@ -1,3 +1,3 @@
-from edgecam.cli import main
+from edgecam.cli import entry
 
-raise SystemExit(main())
+entry()

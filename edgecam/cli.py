@@ -7,8 +7,10 @@ Each sub-command lives in its own module under edgecam.commands and exposes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +34,14 @@ COMMAND_MODULES = (
 log = logging.getLogger("edgecam")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line (first argument that is one), if any."""
+    return next((arg for arg in argv if arg in COMMAND_MODULES), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All sub-commands, or `only` that one: a command's module imports what it needs (a
+    run loads OpenCV, the interpreter...), so a run does not pay for the others' imports."""
     parser = argparse.ArgumentParser(
         prog="edgecam",
         description="On-camera TFLite inference (MobileNetV2 / SSD) published as JSON or MQTT.",
@@ -45,15 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="log verbosity on stderr (default: warning, or logging.level from the config)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in (only,) if only else COMMAND_MODULES:
         module = importlib.import_module(f"edgecam.commands.{name}")
         module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    command = requested_command(arguments)
+    if command is not None and {"-h", "--help"} & set(arguments[: arguments.index(command)]):
+        command = None  # `edgecam --help run`: the top-level help lists every command
+    parser = build_parser(command)
+    args = parser.parse_args(arguments)
     # Commands that load a config (run) call setup_logging again with its [logging] section.
     setup_logging(args.log_level or "warning")
     try:
@@ -81,3 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
+
+
+def entry() -> None:
+    """The `edgecam` executable: main(), then exit without tearing the heap down.
+
+    Every command has closed what it opened (sinks, sources, the outbox) when main returns;
+    what is left is the interpreter's finalization, which frees every object and runs the
+    C++ destructors of the TFLite interpreter, OpenCV and numpy: 0.3-0.4 s of a 2-core
+    board's time that nobody waits for. Logs and stdio are flushed first. In-process callers
+    (tests) use main().
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing to lose
+            stream.flush()
+    os._exit(code)

@@ -1,4 +1,5 @@
-"""`edgecam bench`: raw invoke vs sequential loop vs pipeline on one model and one input."""
+"""`edgecam bench`: raw invoke, the sequential loop, the pipeline, `edgecam run` and the plain
+loop of the examples on one model and one input, in alternating rounds."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from edgecam.commands.common import (
     model_overrides,
 )
 from edgecam.errors import EXIT_OK, UsageError
-from edgecam.pipeline.bench import run_bench
+from edgecam.pipeline.bench_suite import BenchOptions, run_bench
 from edgecam.web.bench import format_web_report, run_web_bench
 
 COLUMNS = ("capture", "preprocess", "invoke", "postprocess", "output")
@@ -25,11 +26,13 @@ BUSY_WARNING_PERCENT = 20.0
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="measure raw invoke, a one-thread loop and the pipeline on the same input",
+        help="measure raw invoke, the pipeline, `edgecam run` and the plain loop on one input",
         description=(
             "Benchmark one model on one source: (1) raw invoke throughput, (2) the sequential "
-            "capture->preprocess->invoke->postprocess->output loop, (3) the edgecam pipeline; "
-            "plus start-up time and a live-camera simulation of replay sources."
+            "capture->preprocess->invoke->postprocess->output loop, (3) the pipelined "
+            "arrangement, (4) `edgecam run` at its defaults as a whole process, (5) the plain "
+            "loop of the picamera2/TFLite examples as a whole process; plus start-up, a "
+            "live-camera simulation, and what every stage around invoke costs."
         ),
     )
     add_config_flags(parser)
@@ -39,14 +42,25 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--live-frames",
         type=int,
-        default=50,
-        help="frames for the live simulation at the video's own fps (0: skip; default 50)",
+        default=100,
+        help="frames for the live simulation at the video's own fps (0: skip; default 100)",
     )
     parser.add_argument(
         "--repeat",
         type=int,
         default=1,
-        help="rounds of raw/sequential/pipeline, fastest reported (noisy machines; default 1)",
+        help="alternating rounds of every mode; ratios per round with their spread (default 1)",
+    )
+    parser.add_argument(
+        "--reencode",
+        metavar="WxH",
+        help="first re-encode the source as MJPEG at this size (decode-heavy input), e.g. "
+        "1920x1080; the file lives in a temporary directory",
+    )
+    parser.add_argument(
+        "--no-processes",
+        action="store_true",
+        help="skip the whole-process modes (`edgecam run`, the plain loop)",
     )
     parser.add_argument("--motion", action="store_true", help="also run with motion gating")
     parser.add_argument(
@@ -101,18 +115,43 @@ def bench_command(args: argparse.Namespace) -> int:
         print(json.dumps(web_report) if args.json else format_web_report(web_report))
         return EXIT_OK
     progress = TqdmProgress() if sys.stderr.isatty() else None
-    report = run_bench(
-        config.model,
-        args.source,
+    options = BenchOptions(
         frames=args.frames,
         live_frames=args.live_frames,
         motion=args.motion,
         repeat=args.repeat,
-        config=config.pipeline,
-        progress=progress,
+        processes=not args.no_processes,
+        reencode=_size(args.reencode) if args.reencode else None,
+        run_args=_run_args(args, config.model.name),
+    )
+    report = run_bench(
+        config.model, args.source, options, config=config.pipeline, progress=progress
     )
     print(json.dumps(report) if args.json else format_report(report))
     return EXIT_OK
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or not int(width) or not int(height):
+        raise UsageError(f"--reencode: expected WIDTHxHEIGHT like 1920x1080, got {text!r}")
+    return int(width), int(height)
+
+
+def _run_args(args: argparse.Namespace, model: str) -> list[str]:
+    """The model flags `edgecam run` needs to run the same model; nothing else (defaults)."""
+    out = ["--model", model]
+    for flag, value in (
+        ("--models-dir", args.models_dir),
+        ("--labels-file", args.labels_file),
+        ("--runtime", args.runtime),
+        ("--config", args.config),
+    ):
+        if value is not None:
+            out += [flag, str(value)]
+    for item in args.set_values:
+        out += ["--set", item]
+    return out
 
 
 def _ms(stages: dict[str, dict[str, float]], name: str) -> str:
@@ -171,6 +210,10 @@ def _notes(report: dict[str, Any]) -> list[str]:
                 f"{extra['motion_skipped']} skipped by motion, input {extra['input_fps']:.1f} fps"
             )
     ratios, start = report["ratios"], report["startup"]
+    lines += _processes(report.get("processes")) + _lean(report["around_invoke"])
+    live = report["modes"].get("live", {}).get("extra", {}).get("execution")
+    if live:
+        lines.append(f"live simulation ran {live.get('running')} ({live.get('chosen_by')})")
     lines += [
         "",
         f"pipeline / sequential: {ratios['pipeline_vs_sequential']}x   "
@@ -185,3 +228,42 @@ def _notes(report: dict[str, Any]) -> list[str]:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
         lines.append(f"  {name:<24} {t['value']!s:>8}  target {t['target']:<6} {verdict}")
     return lines
+
+
+def _processes(proc: dict[str, Any] | None) -> list[str]:
+    """Whole processes: `edgecam run` at its defaults vs the plain loop, per round."""
+    if not proc:
+        return []
+    ratio = proc["run_vs_plain"]
+    execution = proc.get("execution") or {}
+    threads = execution.get("threads")
+    picked = execution.get("mode", "?") + (f"/{threads}" if threads else "")
+    first = proc.get("run_first_result_s") or {}
+    lines = [
+        "",
+        "whole process (spawn to exit):  "
+        + "   ".join(
+            f"round {i + 1}: run {r['fps']:.1f} fps, plain {p['fps']:.1f} fps"
+            for i, (r, p) in enumerate(zip(proc["run"], proc["plain"], strict=True))
+        ),
+        f"edgecam run / plain loop: {ratio['median']}x (rounds {ratio['rounds']}, spread "
+        f"{ratio['min']}-{ratio['max']}); run picked {picked} ({execution.get('chosen_by', '?')})",
+        "CPU per frame (whole process): "
+        + "   ".join(
+            f"run {r['cpu_ms_per_frame']:.1f} ms, plain {p['cpu_ms_per_frame']:.1f} ms"
+            for r, p in zip(proc["run"], proc["plain"], strict=True)
+        ),
+        f"peak RSS: run {proc['run_peak_rss_mb']:.1f} MB, plain loop "
+        f"{proc['plain_peak_rss_mb']:.1f} MB; run start to first result "
+        f"{first.get('median', float('nan')):.2f} s",
+    ]
+    return lines
+
+
+def _lean(lean: dict[str, Any]) -> list[str]:
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in lean["us_per_frame"].items())
+    return [
+        f"around invoke, us per frame ({lean['detections']} detections): {parts}; total "
+        f"{lean['total_us']:.0f} us = {100 * (lean['share_of_invoke'] or 0):.1f} % of invoke "
+        f"({lean['invoke_ms']:.2f} ms)"
+    ]

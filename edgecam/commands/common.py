@@ -24,7 +24,11 @@ def add_model_flags(parser: argparse.ArgumentParser, *, default_help: str = "") 
     group.add_argument("--models-dir", type=Path, help="directory searched first for model files")
     group.add_argument("--labels-file", type=Path, help="label file overriding the model's")
     group.add_argument("--runtime", choices=["auto", "litert", "tflite"], help="TFLite interpreter")
-    group.add_argument("--threads", type=int, help="interpreter threads (default: all cores)")
+    group.add_argument(
+        "--threads",
+        type=int,
+        help="interpreter threads (default: `run` measures all cores vs one fewer; else all)",
+    )
     group.add_argument("--threshold", type=float, help="minimum score to report (0..1)")
     group.add_argument("--labels", help="comma-separated labels to keep, e.g. person,car")
 

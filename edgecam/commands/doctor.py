@@ -36,6 +36,7 @@ from edgecam.doctor.devices import (
     check_v4l2,
     check_video_group,
 )
+from edgecam.doctor.execution import cached_choices, check_execution
 from edgecam.errors import EXIT_FAILURE, EXIT_OK, ConfigError, EdgecamError, UsageError
 from edgecam.models.files import resolve_model
 from edgecam.runtime.interpreter import AUTO_ORDER, available_runtimes
@@ -152,11 +153,13 @@ def _model_and_runtimes(
     if section.runtime == "auto":
         # Where open_runner(runtime="auto") looks, so the next start needs no probe.
         record_choice(resolved.model_path, attempts, state_dir=resolve_state_dir(config.service))
+    cached = cached_choices(resolve_state_dir(config.service), resolved.model_path)
     return [
         model_check,
         *runtime_checks,
         check_xnnpack(chosen),
         check_invoke(chosen, resolved.spec.name, emulated),
+        check_execution(cached, config.pipeline.mode, section.threads),
     ], chosen
 
 

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from edgecam.commands.common import (
@@ -26,20 +26,21 @@ from edgecam.dirs import state_dir
 from edgecam.errors import EXIT_OK
 from edgecam.logsetup import register_secret, setup_logging
 from edgecam.pipeline.engine import Engine, open_engine
-from edgecam.pipeline.metrics import cpu_temperature_c
+from edgecam.pipeline.execution import execution_for
+from edgecam.pipeline.metrics import cpu_temperature_c, limit_malloc_arenas
 from edgecam.pipeline.pipeline import Pipeline, PipelineSummary
+from edgecam.runtime.cache import ChoiceCache
 from edgecam.secrets import secret_values, url_passwords
 from edgecam.service.hooks import ServiceHooks, install_signal_handlers
 from edgecam.service.notify import Notifier
-from edgecam.sinks import Sink
-from edgecam.sinks.events import EventOutput, EventsSink, build_event_engine, check_labels
+from edgecam.sinks.base import Sink
 from edgecam.sinks.jsonl import JsonlSink
-from edgecam.sinks.mqtt import open_mqtt_sink
-from edgecam.sinks.mqtt_commands import Controls, ControlSink
-from edgecam.sinks.mqtt_hass import plan_hass
-from edgecam.sinks.snapshots import SnapshotStore
-from edgecam.sources import ReconnectPolicy, open_source
-from edgecam.web.app import open_web, web_overrides
+from edgecam.sources.base import ReconnectPolicy
+from edgecam.sources.open import open_source
+
+if TYPE_CHECKING:  # imported where used: a run without MQTT, events or web never loads them
+    from edgecam.sinks.events import EventOutput, EventsSink
+    from edgecam.sinks.mqtt_commands import Controls
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "output.device_id": args.device_id,
         "mqtt.url": args.mqtt,
         "events.enabled": args.events,
-        **web_overrides(args.web),
+        **_web_overrides(args.web),
     }
+
+
+def _web_overrides(address: str | None) -> dict[str, Any]:
+    if address is None:
+        return {}
+    from edgecam.web.app import web_overrides
+
+    return web_overrides(address)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -169,9 +178,9 @@ def _source_password(section: SourceSection) -> str | None:
 def _run_pipeline(
     config: EdgecamConfig, hooks: ServiceHooks, stop: threading.Event
 ) -> PipelineSummary:
+    limit_malloc_arenas()
     state = state_dir(config.service.state_dir)
-    engine = open_engine(config.model, state)
-    engine.warm_up()
+    engine = open_engine(config.model, state)  # loading invoked it once: warm already
     src = config.source
     with ExitStack() as stack:
         source = open_source(
@@ -199,9 +208,12 @@ def _run_pipeline(
             pipeline=holder,
             controls=controls,
         )
-        sinks += open_web(
-            config, stack=stack, sinks=sinks, pipeline=holder, source=source, engine=engine
-        )
+        if config.web.enabled:
+            from edgecam.web.app import open_web
+
+            sinks += open_web(
+                config, stack=stack, sinks=sinks, pipeline=holder, source=source, engine=engine
+            )
         pipeline = Pipeline(
             source,
             engine,
@@ -210,6 +222,7 @@ def _run_pipeline(
             on_result=hooks.on_result,
             on_progress=hooks.on_progress,
             admit=controls.admit if controls is not None else None,
+            execution=execution_for(engine, config.pipeline, ChoiceCache(state)),
         )
         holder.append(pipeline)
         summary = pipeline.run(max_frames=config.output.max_frames, stop=stop)
@@ -222,6 +235,8 @@ def _controls(config: EdgecamConfig) -> Controls | None:
     ha = config.homeassistant
     if not (ha.enabled and ha.controls and config.mqtt.enabled):
         return None
+    from edgecam.sinks.mqtt_commands import Controls
+
     return Controls(snapshots=config.snapshots.enabled)
 
 
@@ -266,6 +281,9 @@ def _open_sinks(
     event_outputs: list[EventOutput] = []
     mqtt = None
     if config.mqtt.enabled:
+        from edgecam.sinks.mqtt import open_mqtt_sink
+        from edgecam.sinks.mqtt_hass import plan_hass
+
         # With events on, count/<label> carries the tracker's confirmed objects; per-frame
         # raw counts on the same retained topic would contradict it.
         mqtt_cfg = (
@@ -321,6 +339,8 @@ def _open_sinks(
     if controls is not None and mqtt is not None and mqtt.hass is not None:
         topics = mqtt.hass.topics
         snaps = config.snapshots.options() if config.snapshots.enabled else None
+        from edgecam.sinks.mqtt_commands import ControlSink
+
         sinks.append(ControlSink(controls, topics, mqtt.publish_now, snaps))  # last: see its doc
     return sinks
 
@@ -336,6 +356,9 @@ def _open_events(
     stack: ExitStack,
     controls: Controls | None = None,
 ) -> EventsSink:
+    from edgecam.sinks.events import EventsSink, build_event_engine, check_labels
+    from edgecam.sinks.snapshots import SnapshotStore
+
     check_labels(config.objects, config.zones, labels)
     snaps = config.snapshots
     store = (

@@ -1,10 +1,13 @@
-"""`[pipeline]`: queue sizes, stop deadline, progress rate and the optional motion gate.
+"""`[pipeline]`: how frames flow (adaptive execution), queue sizes, stop deadline, progress
+rate and the optional motion gate.
 
 Flat keys (``motion_threshold`` rather than a nested table) so every field can be overridden
 with one ``--set pipeline.KEY=VALUE``.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -14,11 +17,25 @@ from edgecam.config.base import Section
 class PipelineSection(Section):
     """Defaults suit a Pi 4/5 running one model: small queues keep latency and memory bounded."""
 
+    mode: Literal["auto", "sequential", "pipelined"] = Field(
+        default="auto",
+        description="auto: measure which arrangement is fastest on this machine, model and "
+        "source (cached); sequential: every stage in one thread; pipelined: capture, "
+        "inference and output threads",
+    )
+    recheck_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="auto mode: how often to compare stage costs with the calibration and "
+        "re-measure when they drifted (0: never re-check)",
+    )
+
     frame_queue: int = Field(
-        default=4, ge=1, le=256, description="replay sources: frames decoded ahead of inference"
+        default=2, ge=1, le=256, description="replay sources: frames decoded ahead of inference"
     )
     result_queue: int = Field(
-        default=16,
+        default=4,
         ge=1,
         le=4096,
         description="results waiting for the sinks before inference blocks",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+import orjson
 
 from edgecam.schema import SCHEMA_VERSION
 from edgecam.types import Classification, Detections, Result
@@ -24,6 +26,7 @@ __all__ = [
     "build_event_payload",
     "build_result_payload",
     "build_stats_payload",
+    "encode_json",
     "label_topic_level",
     "new_run_id",
     "sanitize_device_id",
@@ -33,6 +36,19 @@ _MQTT_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _LABEL_UNSAFE = re.compile(r"[^a-z0-9_-]+")
 # Keys the event envelope owns; an event dict from the tracker must not override them.
 _ENVELOPE = ("schema", "device_id", "run_id", "seq", "model")
+
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def encode_json(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON of a payload: the one encoder of every message edgecam publishes.
+
+    orjson, because it pays per frame: a 2-detection payload encodes ~10x faster than with
+    json.dumps (7 vs 85 us on the busy 2-core x86; `edgecam bench` prints the JSON stage).
+    NaN/inf become null (valid JSON, where json.dumps would write the invalid token NaN).
+    """
+    return orjson.dumps(payload, option=_JSON_OPTIONS)
 
 
 def new_run_id() -> str:
@@ -59,9 +75,14 @@ def epoch_ms(epoch_s: float) -> int:
 
 
 def iso_utc_ms(ms: int) -> str:
-    """ISO-8601 UTC with millisecond precision and a Z suffix, from epoch milliseconds."""
-    stamp = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """ISO-8601 UTC with millisecond precision and a Z suffix, from epoch milliseconds.
+
+    time.gmtime rather than datetime: the same text in 5 µs instead of 12 (once per message).
+    """
+    if ms < 0:  # before 1970: gmtime's platform limits do not apply to datetime
+        stamp = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(ms // 1000)) + f"{ms % 1000:03d}Z"
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -73,6 +94,8 @@ _CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
 
 def detections_list(dets: Detections, width: int, height: int) -> list[dict[str, Any]]:
+    if not len(dets):  # most frames of a quiet scene: skip the column conversions
+        return []
     # Whole columns at once: per-element numpy scalar conversion costs several times more.
     # Boxes are clipped: SSD decoders can return corners slightly outside [0, 1].
     boxes = np.round(np.clip(dets.xyxy.astype(np.float64), 0.0, 1.0), 4).tolist()

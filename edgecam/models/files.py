@@ -252,8 +252,11 @@ def resolve_model(
         if verify:
             _check_bytes(path, data, spec.sha256, spec.size)
         verified = verify and spec.sha256 is not None
-    info = inspect_bytes(data, str(path))
-    _check_spec(spec, info, path)
+    # A file whose sha256 matches its manifest entry is the model the entry describes: no
+    # need to parse it (the flatbuffer reader is the heaviest import of a run).
+    info = None if verified else inspect_bytes(data, str(path))
+    if info is not None:
+        _check_spec(spec, info, path)
     labels, label_path, spec = _labels_for(
         spec, info, data, path, labels_file=labels_file, dirs=dirs, verify=verify
     )
@@ -348,7 +351,7 @@ def _check_spec(spec: ModelSpec, info: ModelInfo, path: Path) -> None:
 
 def _labels_for(
     spec: ModelSpec,
-    info: ModelInfo,
+    info: ModelInfo | None,
     data: bytes,
     model_path: Path,
     *,
@@ -356,10 +359,15 @@ def _labels_for(
     dirs: list[Path],
     verify: bool,
 ) -> tuple[tuple[str, ...], Path | None, ModelSpec]:
-    n = info.num_classes
+    n = info.num_classes if info is not None else None
+
+    def classes() -> int | None:
+        """The file's class count, parsing it now if resolve_model did not."""
+        return (info or inspect_bytes(data, str(model_path))).num_classes
+
     if labels_file is not None:
         labels = read_labels(labels_file)
-        offset = _infer_offset(len(labels), n, str(labels_file), model_path)
+        offset = _infer_offset(len(labels), classes(), str(labels_file), model_path)
         return labels, Path(labels_file), replace(spec, label_offset=offset)
     embedded = embedded_label_file(data)
     if spec.labels is not None:
@@ -379,9 +387,9 @@ def _labels_for(
     if embedded is not None:
         labels = parse_labels(embedded[1].decode("utf-8-sig", "replace"))
         source = f"{model_path}!{embedded[0]}"
-        offset = _infer_offset(len(labels), n, source, model_path)
+        offset = _infer_offset(len(labels), classes(), source, model_path)
         return labels, None, replace(spec, label_offset=offset)
-    count = n or 0
+    count = classes() or 0
     log.warning(
         "%s: no label file; naming classes class_0..class_%d (use --labels-file)",
         model_path,

@@ -9,6 +9,7 @@ label files that TFLite metadata appends to the model as a zip archive.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import zipfile
@@ -16,15 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tflite.BuiltinOperator import BuiltinOperator
-from tflite.Model import Model
-from tflite.TensorType import TensorType
-
 from edgecam import dirs
 from edgecam.errors import ModelError
-
-# flatbuffers ships no type information; typed as Any here rather than in the mypy config.
-flexbuffers: Any = importlib.import_module("flatbuffers.flexbuffers")
 
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 #: The op's outputs in its own order; the subgraph may list them in any order (TF2 exports).
@@ -32,9 +26,30 @@ POSTPROCESS_ROLES = ("boxes", "classes", "scores", "count")
 _IDENTIFIER = b"TFL3"
 #: Largest model file read: a .tflite for a Pi is tens of MB; this bounds a wrong path.
 MAX_MODEL_BYTES = 512 << 20
-_OP_NAMES = {v: k for k, v in vars(BuiltinOperator).items() if k.isupper()}
-_DTYPES = {v: k.lower() for k, v in vars(TensorType).items() if k.isupper()}
-_CUSTOM = BuiltinOperator.CUSTOM
+
+
+@dataclass(frozen=True)
+class _Schema:
+    model: Any  # tflite.Model.Model
+    op_names: dict[int, str]
+    dtypes: dict[int, str]
+    custom: int
+
+
+@functools.cache
+def _schema() -> _Schema:
+    """The `tflite` flatbuffer reader (~190 modules, ~3 MB), imported on first use: a run of
+    a sha256-verified manifest model never parses its file."""
+    from tflite.BuiltinOperator import BuiltinOperator
+    from tflite.Model import Model
+    from tflite.TensorType import TensorType
+
+    return _Schema(
+        Model,
+        {v: k for k, v in vars(BuiltinOperator).items() if k.isupper()},
+        {v: k.lower() for k, v in vars(TensorType).items() if k.isupper()},
+        BuiltinOperator.CUSTOM,
+    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +136,7 @@ def inspect_bytes(data: bytes, source: str) -> ModelInfo:
 
 
 def _inspect(data: bytes) -> ModelInfo:
-    model = Model.GetRootAsModel(data, 0)
+    model = _schema().model.GetRootAsModel(data, 0)
     _check_buffers(model, len(data))
     if model.SubgraphsLength() < 1:
         raise ModelError("model has no subgraph")
@@ -173,10 +188,11 @@ def _op_name(code: Any) -> tuple[str, bool]:
     """(op name, is custom op)."""
     # Newer schemas moved the code to a 32-bit field; old files only fill the deprecated one.
     builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
-    if builtin == _CUSTOM:
+    schema = _schema()
+    if builtin == schema.custom:
         custom = code.CustomCode()
         return (custom.decode("utf-8", "replace") if custom else "CUSTOM"), True
-    return _OP_NAMES.get(builtin, f"BUILTIN_{builtin}"), False
+    return schema.op_names.get(builtin, f"BUILTIN_{builtin}"), False
 
 
 def _check_buffers(model: Any, length: int) -> None:
@@ -213,7 +229,7 @@ def _tensor(t: Any, role: str | None = None, pp: PostprocessOptions | None = Non
     return TensorDesc(
         name=name.decode("utf-8", "replace") if name else "",
         shape=shape,
-        dtype=_DTYPES.get(int(t.Type()), f"type_{t.Type()}"),
+        dtype=_schema().dtypes.get(int(t.Type()), f"type_{t.Type()}"),
         scale=scale,
         zero_point=zero_point,
         role=role,
@@ -221,6 +237,8 @@ def _tensor(t: Any, role: str | None = None, pp: PostprocessOptions | None = Non
 
 
 def _postprocess_options(raw: bytes) -> PostprocessOptions:
+    # flatbuffers ships no type information; typed as Any here rather than in the mypy config.
+    flexbuffers: Any = importlib.import_module("flatbuffers.flexbuffers")
     try:
         opts = flexbuffers.GetRoot(raw).Value
     except Exception as exc:

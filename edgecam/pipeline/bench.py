@@ -1,16 +1,16 @@
-"""Benchmark: raw invoke vs the one-thread loop of the examples vs the edgecam pipeline.
+"""Benchmark modes measured inside this process: raw invoke, the one-thread loop, the pipeline.
 
 Same engine, same input, same output work (each result serialised as a JSON line into
-/dev/null) in every mode, so the ratios isolate the effect of the threading. Latency is
+/dev/null) in every mode, so the ratios isolate the effect of the arrangement. The
+whole-process modes (`edgecam run`, the plain loop) are in :mod:`edgecam.pipeline.bench_proc`;
+:mod:`edgecam.pipeline.bench_suite` runs them all in alternating rounds. Latency is
 capture to result: from the moment a frame was read (Frame.monotonic) until its result went
 through the sinks. Each mode resets the kernel's peak-RSS mark first, so its peak is its own.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from edgecam.config.model import ModelSection
 from edgecam.config.pipeline import PipelineSection
 from edgecam.errors import SourceError
 from edgecam.pipeline.engine import Engine, open_engine
+from edgecam.pipeline.execution import AdaptiveExecution
 from edgecam.pipeline.metrics import (
     CpuMeter,
     peak_rss_mb,
@@ -33,18 +34,9 @@ from edgecam.pipeline.pipeline import STAGES, Pipeline
 from edgecam.sinks.jsonl import JsonlSink
 from edgecam.sources.base import Source
 from edgecam.sources.open import open_source
-from edgecam.sources.paced import PacedLive
 from edgecam.types import Frame, Result
 
 WARMUP_INVOKES = 3
-#: Targets of the pipeline issue; the bench reports whether each was met, never fails on them.
-TARGETS = {
-    "pipeline_vs_raw_min": 0.9,
-    "pipeline_vs_sequential_min": 1.3,
-    "live_p95_vs_invoke_max": 2.0,
-    "peak_rss_mb_max": 150.0,
-    "startup_s_max": 2.0,
-}
 
 
 class Progress(Protocol):
@@ -239,15 +231,24 @@ def bench_pipeline(
     *,
     config: PipelineSection,
     mode: str = "pipeline",
+    execution: AdaptiveExecution | None = None,
 ) -> ModeResult:
-    """The edgecam pipeline, same source, same sink work."""
+    """The edgecam pipeline, same source, same sink work; `execution` None: config.mode
+    measured afresh (no cache)."""
     recorder = _Recorder(progress)
 
     def body() -> Any:
         with open_src() as source:
             sink = _null_sink()
             try:
-                pipe = Pipeline(source, engine, [sink], config=config, on_result=recorder.on_result)
+                pipe = Pipeline(
+                    source,
+                    engine,
+                    [sink],
+                    config=config,
+                    on_result=recorder.on_result,
+                    execution=execution,
+                )
                 return pipe.run(max_frames=frames)
             finally:
                 sink.close()
@@ -258,6 +259,7 @@ def bench_pipeline(
         "dropped": summary.dropped,
         "motion_skipped": summary.motion_skipped,
         "input_fps": round(summary.frames_in / usage.elapsed, 2),
+        "execution": summary.execution,
     }
     return _mode(mode, summary.processed, usage, recorder=recorder, extra=extra)
 
@@ -265,8 +267,7 @@ def bench_pipeline(
 def measure_startup(section: ModelSection, spec: str) -> tuple[Engine, dict[str, Any]]:
     """Load the model, open the source and run to the first result, as `edgecam run` does."""
     start = time.monotonic()
-    engine = open_engine(section)
-    engine.warm_up()
+    engine = open_engine(section)  # loading invoked it once, as in `edgecam run`
     loaded = time.monotonic()
     first: list[float] = []
 
@@ -289,133 +290,9 @@ def measure_startup(section: ModelSection, spec: str) -> tuple[Engine, dict[str,
     }
 
 
-def _first_frame(open_src: Callable[[], Source]) -> Frame:
+def first_frame(open_src: Callable[[], Source]) -> Frame:
     with open_src() as source:
         frame = source.read()
     if frame is None:
         raise SourceError("the source delivered no frame, nothing to benchmark")
     return frame
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b > 0 else None
-
-
-def _targets(report: dict[str, Any]) -> dict[str, Any]:
-    """Each issue target with the measured value and whether it was met (None: not measured)."""
-    modes = report["modes"]
-    invoke = modes["raw"]["stages_ms"]["invoke"]["mean"]
-    live = modes.get("live")
-    live_ratio = _ratio(live["latency_ms"]["p95"], invoke) if live and live["frames"] else None
-    peak = max(m["peak_rss_mb"] for m in modes.values())
-    checks = {
-        "pipeline_vs_raw": (report["ratios"]["pipeline_vs_raw"], TARGETS["pipeline_vs_raw_min"], 1),
-        "pipeline_vs_sequential": (
-            report["ratios"]["pipeline_vs_sequential"],
-            TARGETS["pipeline_vs_sequential_min"],
-            1,
-        ),
-        "live_p95_vs_invoke": (live_ratio, TARGETS["live_p95_vs_invoke_max"], -1),
-        "peak_rss_mb": (peak, TARGETS["peak_rss_mb_max"], -1),
-        "startup_s": (report["startup"]["to_first_result_s"], TARGETS["startup_s_max"], -1),
-    }
-    out: dict[str, Any] = {}
-    for name, (value, target, sign) in checks.items():
-        met = None if value is None else (value >= target if sign > 0 else value <= target)
-        out[name] = {"value": value, "target": target, "met": met}
-    return out
-
-
-def run_bench(
-    section: ModelSection,
-    spec: str,
-    *,
-    frames: int = 300,
-    live_frames: int = 50,
-    motion: bool = False,
-    repeat: int = 1,
-    config: PipelineSection | None = None,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """All modes on one model and source; a JSON-ready report.
-
-    With repeat > 1 the three throughput modes run in interleaved rounds (so background load
-    hits them alike) and each reports its fastest round; every round's fps is kept in extra.
-    """
-    progress = progress or NoProgress()
-    config = config or PipelineSection()
-    engine, startup = measure_startup(section, spec)
-    model_input = (engine.input_spec.width, engine.input_spec.height)
-
-    def open_src() -> Source:
-        return open_source(spec, model_input=model_input, loop=True)
-
-    first = _first_frame(open_src)
-    rounds: dict[str, list[ModeResult]] = {"raw": [], "sequential": [], "pipeline": []}
-    for _ in range(max(1, repeat)):
-        rounds["raw"].append(bench_raw(engine, first, frames, progress))
-        rounds["sequential"].append(bench_sequential(engine, open_src, frames, progress))
-        rounds["pipeline"].append(bench_pipeline(engine, open_src, frames, progress, config=config))
-    modes = {name: _fastest(runs) for name, runs in rounds.items()}
-    with open_src() as probe:
-        live_source, fps = probe.live, probe.fps or 30.0
-    if live_frames and not live_source:
-
-        def open_live() -> Source:
-            return PacedLive(open_src(), fps)
-
-        modes["live"] = bench_pipeline(
-            engine, open_live, live_frames, progress, config=config, mode="live"
-        )
-        modes["live"].extra["paced_fps"] = fps
-    if motion:
-        gated = config.model_copy(update={"motion": True})
-        modes["motion"] = bench_pipeline(
-            engine, open_src, frames, progress, config=gated, mode="motion"
-        )
-    threads = section.threads or os.cpu_count() or 1
-    return _report(engine, threads=threads, spec=spec, frames=frames, startup=startup, modes=modes)
-
-
-def _fastest(runs: list[ModeResult]) -> ModeResult:
-    best = max(runs, key=lambda mode: mode.fps)
-    best.extra["fps_runs"] = [mode.fps for mode in runs]
-    return best
-
-
-def _report(
-    engine: Engine,
-    *,
-    threads: int,
-    spec: str,
-    frames: int,
-    startup: dict[str, Any],
-    modes: dict[str, ModeResult],
-) -> dict[str, Any]:
-    runner = engine.runner
-    fps = {name: m.fps for name, m in modes.items()}
-    report: dict[str, Any] = {
-        "model": engine.name,
-        "task": engine.task,
-        "runtime": {"name": runner.runtime, "version": runner.runtime_version},
-        "threads": threads,
-        "source": spec,
-        "frames": frames,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "system": platform.system(),
-            "arch": platform.machine(),
-            "python": platform.python_version(),
-        },
-        "startup": startup,
-        "modes": {name: dataclasses.asdict(m) for name, m in modes.items()},
-        "ratios": {
-            "pipeline_vs_sequential": _ratio(fps["pipeline"], fps["sequential"]),
-            "pipeline_vs_raw": _ratio(fps["pipeline"], fps["raw"]),
-        },
-    }
-    seq = modes["sequential"]
-    capture = seq.stages_ms.get("capture", {}).get("mean", 0.0)
-    report["decode_share"] = round(capture * seq.fps / 1000, 3) if seq.fps else None
-    report["targets"] = _targets(report)
-    return report

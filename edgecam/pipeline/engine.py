@@ -9,6 +9,8 @@ memcpy of ~270 kB, a few microseconds) and invokes.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from edgecam.core.postprocess import check_labels, classify, detect
 from edgecam.core.preprocess import Geometry, InputSpec, prepare
 from edgecam.errors import ModelError
 from edgecam.models.files import ResolvedModel, resolve_model
-from edgecam.runtime.interpreter import Runner
+from edgecam.runtime.interpreter import Runner, load_runner
 from edgecam.runtime.open import open_runner
 from edgecam.types import Frame, Result
 
@@ -47,6 +49,10 @@ class Engine:
         spec = resolved.spec
         self.resolved = resolved
         self.runner = runner
+        #: The interpreter's thread count, and the one `model.threads` pinned (None: free, so
+        #: adaptive execution may change it with use_threads()).
+        self.threads = runner.num_threads or section.threads or os.cpu_count() or 1
+        self.threads_fixed = section.threads
         self.name = spec.name
         self.task = spec.task
         self.threshold = section.threshold if section.threshold is not None else spec.threshold
@@ -78,6 +84,15 @@ class Engine:
         tensor = np.empty((1, spec.height, spec.width, 3), spec.dtype)
         geometry = prepare(frame, spec, tensor, pixel_width)
         return Prepared(frame, geometry, (time.perf_counter() - start) * 1000, tensor)
+
+    def lighten(self, prepared: Prepared) -> Prepared:
+        """The prepared frame without its pixels (the tensor and geometry are all that is
+        left to use), for runs where no sink looks at pixels: a frame queued behind the
+        interpreter then holds ~270 kB instead of a decoded image (1 MB at 768x432)."""
+        frame = prepared.frame
+        empty = frame.pixels[:0] if frame.pixel_format == "YUV420" else frame.pixels[:0, :0]
+        light = dataclasses.replace(frame, pixels=empty, size=(frame.width, frame.height))
+        return dataclasses.replace(prepared, frame=light)
 
     def infer(self, prepared: Prepared) -> tuple[list[npt.NDArray[Any]], float]:
         start = time.perf_counter()
@@ -132,6 +147,18 @@ class Engine:
         prepared = self.prepare(frame, pixel_width)
         outputs, invoke_ms = self.infer(prepared)
         return self.postprocess(prepared, outputs, invoke_ms)
+
+    def use_threads(self, threads: int) -> None:
+        """Reload the interpreter with another thread count (between pipeline segments, never
+        while a frame is in flight). The old interpreter is dropped first so the two never
+        share memory; the runtime was already chosen and probed, so loading is ~0.1 s."""
+        if threads == self.threads:
+            return
+        runner = self.runner
+        path, runtime, version = runner.model_path, runner.runtime, runner.runtime_version
+        runner.close()
+        self.runner = load_runner(path, runtime, version, threads)  # type: ignore[arg-type]
+        self.threads = threads  # load_runner invoked once: XNNPACK applied, buffers allocated
 
     def warm_up(self) -> None:
         """An invoke before the first frame's clock starts (caches warm, buffers allocated)."""

@@ -8,6 +8,8 @@ cost nothing until read.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import resource
 import threading
@@ -195,3 +197,25 @@ def cpu_temperature_c(thermal_dir: Path = THERMAL_DIR) -> float | None:
     if not readings:
         return None
     return next((v for cpu, v in readings if cpu), readings[0][1])
+
+
+M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's per-thread malloc arenas (call before starting threads).
+
+    glibc gives each thread that allocates its own arena (up to 8 per core), and frames
+    decoded in one thread and freed in another leave each arena holding freed pages: measured
+    5-6 MB of peak RSS in the pipelined arrangement, nothing in speed. False where the C
+    library is not glibc (musl, macOS): nothing to do there.
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas))

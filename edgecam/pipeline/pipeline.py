@@ -1,18 +1,20 @@
-"""Threaded pipeline: capture -> inference -> output, so the interpreter never waits.
+"""The run loop: capture -> preprocess -> invoke -> postprocess -> sinks, arranged to be fast.
 
-Three threads joined by small channels:
+Two arrangements (:mod:`edgecam.pipeline.flow`):
 
-- capture: ``source.read()`` (decode), optional motion gate, then into the frame channel —
-  a :class:`LatestSlot` for live sources (a newer frame replaces a waiting one; the stale one
-  is dropped and counted, so latency stays bounded) or a :class:`BoundedQueue` for replays
-  (every frame in order; a full queue blocks capture: back-pressure, nothing dropped);
-- inference: prepare + invoke, back to back (prepare writes into the interpreter's input
-  tensor; an engine with ``prepare_detached`` is prepared in the capture thread instead);
-- output: postprocess (the outputs are copies, so decoding/NMS leaves the interpreter's
-  thread), the sinks, then ``on_result``; sinks must not block on the network.
+- sequential: one thread does every stage of a frame, then reads the next — no hand-offs,
+  nothing competing with the interpreter's own worker threads;
+- pipelined: capture (+ preprocessing) -> inference -> output threads joined by small
+  channels — a :class:`LatestSlot` for live sources (a newer frame replaces a waiting one;
+  the stale one is dropped and counted, so latency stays bounded) or a :class:`BoundedQueue`
+  for replays (every frame in order; back-pressure, nothing dropped). TFLite's ``invoke()``
+  releases the GIL, so decoding and publishing overlap with inference.
 
-TFLite's ``invoke()`` releases the GIL, so decoding and publishing overlap with inference.
-Any stage's exception stops every thread and is re-raised, unchanged, by :meth:`run`.
+Which one runs, and with how many interpreter threads, is decided per *segment* by an
+:class:`AdaptiveExecution` (measured, cached, re-checked when stage costs drift; see
+:mod:`edgecam.pipeline.execution`). The caller's thread supervises: it waits for the
+segment's threads, handles stop requests and deadlines, and re-raises, unchanged, any stage's
+exception from :meth:`run`.
 """
 
 from __future__ import annotations
@@ -23,56 +25,30 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from edgecam.config.pipeline import PipelineSection
-from edgecam.core.motion import MotionGate
-from edgecam.pipeline.channels import BoundedQueue, LatestSlot
-from edgecam.pipeline.metrics import CpuMeter, RateMeter, RollingStat, peak_rss_mb, rss_mb
+from edgecam.pipeline.arrangements import Arrangement, Step, usable_cores
+from edgecam.pipeline.execution import AdaptiveExecution, execution_for
+from edgecam.pipeline.flow import (
+    STAGES,
+    Channels,
+    InferenceEngine,
+    Segment,
+    Stages,
+    pipelined_threads,
+    sequential_threads,
+)
+from edgecam.pipeline.metrics import CpuMeter, peak_rss_mb, rss_mb
 from edgecam.types import Frame, Result
 
 if TYPE_CHECKING:  # protocols only: the pipeline never names a concrete adapter
     from edgecam.sinks.base import Sink
     from edgecam.sources.base import Source
 
+__all__ = ["STAGES", "InferenceEngine", "Pipeline", "PipelineStats", "PipelineSummary"]
+
 log = logging.getLogger(__name__)
-
-#: Per-frame stages timed by the pipeline (Result.timings_ms keys, in order).
-STAGES = ("capture", "preprocess", "invoke", "postprocess", "output")
-
-
-class InferenceEngine(Protocol):
-    """The three Engine steps (edgecam.pipeline.engine.Engine has them).
-
-    An engine whose prepare() fills a buffer of its own instead of the interpreter's input
-    tensor may say so with ``prepare_detached = True``: the pipeline then preprocesses in the
-    capture thread, so the interpreter's thread only invokes.
-    """
-
-    def prepare(self, frame: Frame, pixel_width: int | None = None) -> Any: ...
-
-    def infer(self, prepared: Any) -> tuple[Any, float]: ...
-
-    def postprocess(self, prepared: Any, outputs: Any, invoke_ms: float) -> Result: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Captured:
-    """A frame on its way to inference; `prepared` is set when the capture thread prepared it."""
-
-    frame: Frame
-    prepared: Any
-    capture_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Inferred:
-    """Raw interpreter outputs (copies) on their way to postprocess in the output thread."""
-
-    prepared: Any
-    outputs: Any
-    invoke_ms: float
-    capture_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +69,7 @@ class PipelineSummary:
     dropped: stale live frames replaced by newer ones; discarded: frames or results still
     queued when a stop or error cut the run short. first_result_s: run() start to the first
     result through the sinks. stages_ms / latency_ms: mean, p50, p95 over the recent window.
+    execution: the arrangement adaptive execution ran with, and the figures behind it.
     """
 
     reason: str
@@ -107,6 +84,7 @@ class PipelineSummary:
     latency_ms: dict[str, float] = field(default_factory=dict)
     cpu_percent: float = 0.0
     peak_rss_mb: float = 0.0
+    execution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -130,6 +108,7 @@ class Pipeline:
         config: PipelineSection,
         on_result: Callable[[Result], None] | None = None,
         on_progress: Callable[[PipelineStats], None] | None = None,
+        execution: AdaptiveExecution | None = None,
         admit: Callable[[], bool] | None = None,
     ) -> None:
         """admit: asked per captured frame; False skips inference (detection switched off)."""
@@ -137,41 +116,31 @@ class Pipeline:
         self.engine = engine
         self.sinks = tuple(sinks)
         self.config = config
-        self.on_result = on_result
-        self.on_progress = on_progress
-        self.admit = admit
+        self.execution = execution or execution_for(engine, config)
+        #: Set when the run is over for any reason: no more frames are read.
+        self.stop_event = threading.Event()
+        self._stopping = threading.Event()  # stop() or an error: drain within the deadline
+        self._on_progress = on_progress
+        self._stages = Stages(
+            source,
+            engine,
+            sinks,
+            config,
+            self,
+            on_result=on_result,
+            on_progress=self._progress if on_progress else None,
+            admit=admit,
+        )
         #: Set once the first result went through the sinks (service readiness).
-        self.first_result = threading.Event()
-        self._prepare_early = bool(getattr(engine, "prepare_detached", False))
-        self._frames: BoundedQueue[_Captured] = (
-            LatestSlot() if source.live else BoundedQueue(config.frame_queue)
-        )
-        self._results: BoundedQueue[_Inferred] = BoundedQueue(config.result_queue)
-        self._gate = (
-            MotionGate(
-                threshold=config.motion_threshold,
-                min_area=config.motion_min_area,
-                refresh_s=config.motion_refresh_s,
-                width=config.motion_width,
-            )
-            if config.motion
-            else None
-        )
-        self._timings = {stage: RollingStat() for stage in STAGES}
-        self._latency = RollingStat()
-        self._rate_in, self._rate_out = RateMeter(), RateMeter()
+        self.first_result = self._stages.first_result
         self._cpu = CpuMeter()
         self._stats_cpu = CpuMeter()
-        self._frames_in = self._processed = self._motion_skipped = self._discarded = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()  # guards _error, _reason, _last_progress
+        self._lock = threading.Lock()  # guards _error, _reason, _discarded, _channels
         self._error: BaseException | None = None
         self._reason: str | None = None
-        self._last_progress = float("-inf")
-        self._inflight_since: float | None = None
-        self._started = time.monotonic()
-        self._first_result_s: float | None = None
-        self._max_frames: int | None = None
+        self._discarded = 0
+        self._channels: Channels | None = None
+        self._segment: Segment | None = None
         self._ran = False
 
     # -- control ---------------------------------------------------------------------------
@@ -187,62 +156,145 @@ class Pipeline:
         if self._ran:
             raise RuntimeError("Pipeline.run() can only be called once")
         self._ran = True
-        self._max_frames = max_frames
-        self._started = time.monotonic()
+        stages = self._stages
+        stages.max_frames = max_frames
+        stages.started = time.monotonic()
         self._cpu.reset()
         self._stats_cpu.reset()
-        threads = [
-            threading.Thread(target=self._guard, args=(name, body), name=f"edgecam-{name}")
-            for name, body in (
-                ("capture", self._capture),
-                ("inference", self._inference),
-                ("output", self._output),
-            )
-        ]
-        for thread in threads:
-            thread.daemon = True  # a thread stuck in a driver must not keep the process alive
-            thread.start()
         try:
-            while threads[-1].is_alive():  # output finishes last, in every kind of ending
-                if stop is not None and stop.is_set():
-                    self.stop()
-                threads[-1].join(0.05)
+            first = stages.peek()
+            if first is None:
+                self.ended("end")
+            else:
+                self._segments(self._first_step(first), stop)
+        except BaseException as exc:
+            if self._error is None and not isinstance(exc, KeyboardInterrupt):
+                self.fail("capture", exc)
+            else:
+                raise
         finally:
             self.stop()
-            self._join(threads)
-        elapsed = time.monotonic() - self._started
+        elapsed = time.monotonic() - stages.started
         if self._error is not None:
             raise self._error
         return self._summary(elapsed)
+
+    def _first_step(self, first: Frame) -> Step:
+        width, height = first.pixel_size
+        kind = self.source.name.split(":", 1)[0]
+        codec = getattr(self.source, "codec", None)
+        signature = f"{kind}:{width}x{height}" + (f":{codec}" if codec else "")
+        return self.execution.start(
+            signature,
+            live=self.source.live,
+            current_threads=getattr(self.engine, "threads", None),
+        )
+
+    def _segments(self, step: Step | None, stop: threading.Event | None) -> None:
+        """Run segment after segment until the run ends; each is drained before the next."""
+        while step is not None and not self.stop_event.is_set():
+            segment = self._begin(step)
+            threads = (
+                sequential_threads(self._stages, segment)
+                if step.arrangement.mode == "sequential"
+                else pipelined_threads(
+                    self._stages,
+                    segment,
+                    self._open_channels(),
+                    self.discard,
+                    helpers_yield=(step.arrangement.threads or 0) >= usable_cores(),
+                )
+            )
+            for thread in threads:
+                thread.start()
+            try:
+                self._supervise(threads, segment, stop)
+            except BaseException:
+                self.stop()
+                raise
+            finally:
+                self._join(threads)
+                self._close_segment()
+            if self.stop_event.is_set() or segment.reason is None:
+                break
+            step = self.execution.after(segment.arrangement, segment.reason, segment.trial())
+
+    def _begin(self, step: Step) -> Segment:
+        threads = step.arrangement.threads
+        use_threads = getattr(self.engine, "use_threads", None)
+        if threads is not None and callable(use_threads):
+            use_threads(threads)
+        segment = Segment(step.arrangement, step.budget)
+        with self._lock:
+            self._segment = segment
+        return segment
+
+    def _open_channels(self) -> Channels:
+        channels = Channels(self.source.live, self.config)
+        with self._lock:
+            self._channels = channels
+        return channels
+
+    def _close_segment(self) -> None:
+        with self._lock:
+            channels, self._channels = self._channels, None
+        if channels is not None:
+            self._stages.dropped_before += channels.frames.dropped
+
+    def _supervise(
+        self, threads: list[threading.Thread], segment: Segment, stop: threading.Event | None
+    ) -> None:
+        """Wait for the segment's last thread; pass on stop requests; ask for drift re-checks."""
+        execution = self.execution
+        next_check = time.monotonic() + execution.next_check_s()
+        while not segment.done.is_set():  # output (or the only thread) finishes last
+            if stop is not None and stop.is_set():
+                self.stop()
+            if self._stopping.is_set():
+                return  # _join() gives the threads the stop deadline
+            segment.done.wait(0.05)
+            interval = execution.next_check_s()
+            if interval > 0 and segment.budget is None and time.monotonic() >= next_check:
+                if execution.drifted(self._stages.recent_means()):
+                    segment.finish("recheck")
+                next_check = time.monotonic() + execution.next_check_s()
 
     def stop(self) -> None:
         """Stop capturing and drop queued frames; results already computed still go out.
 
         Thread-safe and idempotent; run() returns once the threads finished.
         """
-        self._set_reason("stopped")
-        self._stop.set()
-        self._discard(self._frames.close(discard=True))
+        self.ended("stopped")
+        self._stopping.set()
+        with self._lock:
+            channels = self._channels
+        if channels is not None:
+            self.discard(channels.frames.close(discard=True))
 
-    def _fail(self, stage: str, exc: BaseException) -> None:
+    def ended(self, reason: str) -> None:
+        """The run is over: `reason` "end", "max_frames" or "stopped" (the first one counts)."""
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+        self.stop_event.set()
+
+    def fail(self, stage: str, exc: BaseException) -> None:
         with self._lock:
             if self._error is None:
                 self._error = exc
                 self._reason = "error"
+            channels = self._channels
         log.debug("pipeline %s stage failed: %r", stage, exc)
-        self._stop.set()
-        self._discard(self._frames.close(discard=True) + self._results.close(discard=True))
+        self.stop_event.set()
+        self._stopping.set()
+        if channels is not None:
+            self.discard(channels.close(discard=True))
 
-    def _discard(self, count: int) -> None:
+    def discard(self, count: int) -> None:
         """Count frames read but never delivered because a stop or error cut the run short."""
         if count:
             with self._lock:
                 self._discarded += count
-
-    def _set_reason(self, reason: str) -> None:
-        with self._lock:
-            if self._reason is None:
-                self._reason = reason
 
     def _join(self, threads: list[threading.Thread]) -> None:
         """Join within stop_timeout_s; past half of it, unblock capture by closing the source."""
@@ -253,154 +305,88 @@ class Pipeline:
             log.warning("capture did not stop in %.1f s; closing the source", timeout / 2)
             self.source.close()
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            while thread.is_alive() and time.monotonic() < deadline:
+                thread.join(min(0.1, max(0.0, deadline - time.monotonic())))
         if threads[-1].is_alive():  # sinks too slow to drain: give up on queued results
-            self._discard(self._results.close(discard=True))
+            with self._lock:
+                channels = self._channels
+            if channels is not None:
+                self.discard(channels.results.close(discard=True))
             threads[-1].join(0.2)
         stuck = [t.name for t in threads if t.is_alive()]
         if stuck:
             log.error("pipeline threads still running after %.1f s: %s", timeout, stuck)
 
-    def _guard(self, stage: str, body: Callable[[], None]) -> None:
-        try:
-            body()
-        except BaseException as exc:  # re-raised by run() in the caller's thread
-            self._fail(stage, exc)
-
-    # -- stages ----------------------------------------------------------------------------
-
-    def _capture(self) -> None:
-        limit = None if self.source.live else self._max_frames
-        sent = 0
-        try:
-            while not self._stop.is_set() and (limit is None or sent < limit):
-                start = time.perf_counter()
-                frame = self.source.read()
-                capture_ms = (time.perf_counter() - start) * 1000
-                if frame is None:
-                    self._set_reason("end")
-                    break
-                self._frames_in += 1
-                self._rate_in.mark()
-                self._timings["capture"].add(capture_ms)
-                if self.admit is not None and not self.admit():
-                    if self._inflight_since is None:  # paused is alive, not hung
-                        self._progress(time.monotonic())
-                    continue
-                if self._gate is not None and not self._gate.check(frame, time.monotonic()).run:
-                    self._motion_skipped += 1
-                    if self._inflight_since is None:  # a hung interpreter must not look alive
-                        self._progress(time.monotonic())
-                    continue
-                prepared = (
-                    self.engine.prepare(frame, self.source.pixel_width)
-                    if self._prepare_early
-                    else None
-                )
-                if not self._frames.put(_Captured(frame, prepared, capture_ms)):
-                    self._discard(1)
-                    break
-                sent += 1
-        finally:
-            self._frames.close()  # inference drains what is queued, then ends
-
-    def _inference(self) -> None:
-        """prepare (unless capture did) + invoke: nothing the interpreter could hand off."""
-        engine = self.engine
-        try:
-            while (item := self._frames.get()) is not None:
-                self._inflight_since = time.monotonic()
-                prepared = item.prepared
-                if prepared is None:
-                    prepared = engine.prepare(item.frame, self.source.pixel_width)
-                outputs, invoke_ms = engine.infer(prepared)
-                self._inflight_since = None
-                if not self._results.put(_Inferred(prepared, outputs, invoke_ms, item.capture_ms)):
-                    self._discard(1)
-                    break
-        finally:
-            self._results.close()  # output drains what is queued, then ends
-
-    def _output(self) -> None:
-        """postprocess (outputs are copies, so it can run here) + sinks + callbacks."""
-        engine, timings = self.engine, self._timings
-        while (item := self._results.get()) is not None:
-            result = engine.postprocess(item.prepared, item.outputs, item.invoke_ms)
-            # The dict is fresh from postprocess and only this thread holds it so far.
-            result.timings_ms["capture"] = item.capture_ms
-            start = time.perf_counter()
-            for sink in self.sinks:
-                sink.handle(result)
-            output_ms = (time.perf_counter() - start) * 1000
-            now = time.monotonic()
-            for stage in ("preprocess", "invoke", "postprocess"):
-                if stage in result.timings_ms:
-                    timings[stage].add(result.timings_ms[stage])
-            timings["output"].add(output_ms)
-            self._latency.add((now - result.monotonic) * 1000)
-            self._processed += 1
-            self._rate_out.mark(now)
-            if self.on_result is not None:
-                stamped = {**result.timings_ms, "output": output_ms}
-                self.on_result(dataclasses.replace(result, timings_ms=stamped))
-            if not self.first_result.is_set():
-                self._first_result_s = now - self._started
-                self.first_result.set()
-            self._progress(now)
-            if self._max_frames is not None and self._processed >= self._max_frames:
-                self._set_reason("max_frames")
-                self.stop()
-                self._discard(self._results.close(discard=True))
-                break
-
-    def _progress(self, now: float) -> None:
-        """Rate-limited on_progress; called only when a frame was handled (watchdog food)."""
-        if self.on_progress is None:
-            return
-        with self._lock:
-            if now - self._last_progress < self.config.progress_interval_s:
-                return
-            self._last_progress = now
-        self.on_progress(self.progress())
+    def _progress(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.progress())
 
     # -- reporting -------------------------------------------------------------------------
 
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            channels = self._channels
+        current = channels.frames.dropped if channels is not None else 0
+        return self._stages.dropped_before + current
+
+    @property
+    def arrangement(self) -> Arrangement:
+        """The arrangement running now (or last)."""
+        segment = self._segment
+        return segment.arrangement if segment is not None else self.execution.chosen
+
     def progress(self) -> PipelineStats:
+        stages = self._stages
         return PipelineStats(
-            frames_in=self._frames_in,
-            processed=self._processed,
-            dropped=self._frames.dropped,
-            motion_skipped=self._motion_skipped,
-            uptime_s=round(time.monotonic() - self._started, 3),
+            frames_in=stages.frames_in,
+            processed=stages.processed,
+            dropped=self.dropped,
+            motion_skipped=stages.motion_skipped,
+            uptime_s=round(time.monotonic() - stages.started, 3),
         )
 
     def stats(self) -> dict[str, Any]:
         """Snapshot for the MQTT `stats` topic; cpu_percent is since the previous call."""
         cpu = self._stats_cpu.percent()
         self._stats_cpu.reset()
+        stages = self._stages
+        with self._lock:
+            channels = self._channels
         return {
             **dataclasses.asdict(self.progress()),
-            "fps_in": round(self._rate_in.rate(), 2),
-            "fps_out": round(self._rate_out.rate(), 2),
-            "queue_depth": {"frames": self._frames.depth, "results": self._results.depth},
-            "stages_ms": {s: self._timings[s].summary() for s in STAGES},
-            "latency_ms": self._latency.summary(),
+            "fps_in": round(stages.rate_in.rate(), 2),
+            "fps_out": round(stages.rate_out.rate(), 2),
+            "queue_depth": {
+                "frames": channels.frames.depth if channels else 0,
+                "results": channels.results.depth if channels else 0,
+            },
+            "stages_ms": {s: stages.timings[s].summary() for s in STAGES},
+            "latency_ms": stages.latency.summary(),
             "cpu_percent": round(cpu, 1),
             "rss_mb": rss_mb(),
+            "execution": self.execution_report(),
         }
 
+    def execution_report(self) -> dict[str, Any]:
+        report = self.execution.report()
+        report["running"] = self.arrangement.label
+        return report
+
     def _summary(self, elapsed: float) -> PipelineSummary:
+        stages = self._stages
         return PipelineSummary(
             reason=self._reason or "end",
             elapsed_s=round(elapsed, 4),
-            frames_in=self._frames_in,
-            processed=self._processed,
-            dropped=self._frames.dropped,
+            frames_in=stages.frames_in,
+            processed=stages.processed,
+            dropped=self.dropped,
             discarded=self._discarded,
-            motion_skipped=self._motion_skipped,
-            first_result_s=self._first_result_s,
-            stages_ms={s: self._timings[s].summary() for s in STAGES},
-            latency_ms=self._latency.summary(),
+            motion_skipped=stages.motion_skipped,
+            first_result_s=stages.first_result_s,
+            stages_ms={s: stages.timings[s].summary() for s in STAGES},
+            latency_ms=stages.latency.summary(),
             cpu_percent=round(self._cpu.percent(), 1),
             peak_rss_mb=peak_rss_mb(),
+            execution=self.execution_report(),
         )

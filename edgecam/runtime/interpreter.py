@@ -99,17 +99,30 @@ def _one_line(exc: BaseException) -> str:
 class Runner:
     """One loaded interpreter. Not thread-safe: use it from one (inference) thread."""
 
-    def __init__(self, interpreter: Any, runtime: str, version: str, model_path: Path) -> None:
+    def __init__(
+        self,
+        interpreter: Any,
+        runtime: str,
+        version: str,
+        model_path: Path,
+        num_threads: int | None = None,
+    ) -> None:
         self._interp = interpreter
         self.runtime = runtime
         self.runtime_version = version
         self.model_path = model_path
+        self.num_threads = num_threads
         self.inputs = tuple(TensorInfo.from_details(d) for d in interpreter.get_input_details())
         self.outputs = tuple(TensorInfo.from_details(d) for d in interpreter.get_output_details())
         self.last_invoke_ms = 0.0
 
     def __repr__(self) -> str:
         return f"Runner({self.model_path.name!r}, {self.runtime} {self.runtime_version})"
+
+    def close(self) -> None:
+        """Drop the interpreter (its arena and packed weights) before another is loaded, so
+        two never sit in memory together; the runner is unusable afterwards."""
+        self._interp = None
 
     def input_view(self) -> npt.NDArray[Any]:
         """Writable view of input 0's buffer (batch dim kept), e.g. (1, H, W, 3).
@@ -207,7 +220,7 @@ def load_runner(
             f"{path}: {RUNTIMES[runtime][0]} {version} cannot load it: {_one_line(exc)}",
             hint="the file is corrupt, not a TFLite model, or uses ops this runtime lacks",
         ) from exc
-    runner = Runner(interp, runtime, version, path)
+    runner = Runner(interp, runtime, version, path, num_threads)
     if not runner.inputs or not runner.outputs:
         raise ModelError(f"{path}: model has no inputs or no outputs")
     log.debug("loaded %s with %s %s, %d threads", path, runtime, version, num_threads)

@@ -146,8 +146,34 @@ class PublisherStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionTrial:
+    """One arrangement measured by adaptive execution (e.g. "sequential/2" at 41.3 fps)."""
+
+    arrangement: str
+    fps: float
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """How the producer arranges its stages (`pipeline.execution`); see stats.schema.json.
+
+    threads: interpreter threads, None when the producer cannot change them. chosen_by:
+    config, cache, calibration, calibrating, pending or default (newer producers may add).
+    """
+
+    mode: str
+    threads: int | None
+    chosen_by: str
+    running: str | None
+    trials: tuple[ExecutionTrial, ...]
+    rechecks: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatsMessage:
-    """`pipeline` is whatever the producer's pipeline reports (fps_in, fps_out, inference_ms...)."""
+    """`pipeline` is whatever the producer's pipeline reports (fps_in, fps_out, inference_ms...);
+    `execution` its typed `pipeline.execution` (None from producers that do not send it)."""
 
     schema: int
     device_id: str
@@ -160,6 +186,7 @@ class StatsMessage:
     rss_mb: float
     pipeline: Mapping[str, Any]
     mqtt: PublisherStats
+    execution: Execution | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from edgecam.schema.messages import (
     Detection,
     DetectionsMessage,
     EventMessage,
+    Execution,
+    ExecutionTrial,
     Message,
     PixelBox,
     PublisherStats,
@@ -245,6 +247,35 @@ def parse_stats(payload: bytes | str | Mapping[str, Any]) -> StatsMessage:
         rss_mb=obj.number("rss_mb", minimum=0.0),
         pipeline=dict(obj.obj("pipeline").data),
         mqtt=_publisher_stats(obj.obj("mqtt")),
+        execution=_execution(obj.obj("pipeline")),
+    )
+
+
+def _execution(pipeline: Obj) -> Execution | None:
+    """`pipeline.execution` when the producer sends it (older ones do not)."""
+    if "execution" not in pipeline.data:
+        return None
+    ex = pipeline.obj("execution")
+    threads = None if ex.get("threads") is None else ex.integer("threads", minimum=1)
+    trials = []
+    if "trials" in ex.data:
+        for path, item in ex.items("trials"):
+            trial = Obj(item, path)
+            trials.append(
+                ExecutionTrial(
+                    trial.string("arrangement", min_len=1),
+                    trial.number("fps", minimum=0.0),
+                    trial.number("latency_ms", minimum=0.0),
+                )
+            )
+    running = ex.string("running", min_len=1) if "running" in ex.data else None
+    return Execution(
+        mode=ex.string("mode", choices=("sequential", "pipelined")),
+        threads=threads,
+        chosen_by=ex.string("chosen_by", min_len=1),
+        running=running,
+        trials=tuple(trials),
+        rechecks=ex.integer("rechecks", minimum=0) if "rechecks" in ex.data else 0,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import uuid
@@ -10,13 +9,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from edgecam.core.payload import build_event_payload, build_result_payload
+from edgecam.core.payload import build_event_payload, build_result_payload, encode_json
 from edgecam.errors import SinkError
 from edgecam.types import Detections, Result
 
 
 class JsonlSink:
     """One line per result; flushed per line so a `tail -f` or a pipe sees frames as they happen."""
+
+    #: Lines carry no pixels: the pipeline may drop a frame's image once it is preprocessed.
+    needs_pixels = False
 
     def __init__(
         self,
@@ -35,11 +37,12 @@ class JsonlSink:
         if self._owned:
             path = Path(target)
             try:
-                self._out: IO[str] = path.open("a", encoding="utf-8")
+                self._out: IO[bytes] = path.open("ab")
             except OSError as exc:
                 raise SinkError(f"{path}: cannot open JSON-lines output: {exc.strerror}") from exc
         else:
-            self._out = sys.stdout
+            sys.stdout.flush()  # anything printed before goes first; lines are bytes from here
+            self._out = sys.stdout.buffer
 
     def handle(self, result: Result) -> None:
         if (
@@ -57,8 +60,7 @@ class JsonlSink:
             end_to_end_ms=end_to_end,
         )
         self._seq += 1
-        self._out.write(json.dumps(payload, separators=(",", ":")) + "\n")
-        self._out.flush()
+        self._write(payload)
 
     def publish_event(self, event: Mapping[str, Any]) -> None:
         """A tracked-object event as its own line (`"type": "event"`), numbered per stream."""
@@ -70,7 +72,11 @@ class JsonlSink:
             model=str(event.get("model", "")),
         )
         self._event_seq += 1
-        self._out.write(json.dumps(payload, separators=(",", ":")) + "\n")
+        self._write(payload)
+
+    def _write(self, payload: Mapping[str, Any]) -> None:
+        """One line, flushed: one write() syscall per message, no text-layer copy."""
+        self._out.write(encode_json(payload) + b"\n")
         self._out.flush()
 
     def publish_count(self, label: str, count: int) -> None:

@@ -20,7 +20,6 @@ picture per label matters).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -40,6 +39,7 @@ from edgecam.core.payload import (
     build_event_payload,
     build_result_payload,
     build_stats_payload,
+    encode_json,
     label_topic_level,
     new_run_id,
 )
@@ -67,7 +67,7 @@ StatsProvider = Callable[[], Mapping[str, Any]]
 
 
 def _dumps(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_json(payload)
 
 
 class MqttSink:

@@ -142,9 +142,15 @@ def open_source(
             read_timeout_s=CV_TIMEOUT_S if read_timeout_s is None else read_timeout_s,
         )
     if kind == "video":
+        from edgecam.sources.mjpeg import open_reduced
         from edgecam.sources.opencv import VideoFileSource
 
-        return VideoFileSource(Path(target), loop=loop, max_pixels=max_pixels)
+        reduced = (
+            open_reduced(Path(target), model_input, loop=loop, max_pixels=max_pixels)
+            if model_input
+            else None
+        )
+        return reduced or VideoFileSource(Path(target), loop=loop, max_pixels=max_pixels)
     from edgecam.sources.frames import FramesDirSource, ImageSource
 
     if kind == "frames":

@@ -28,6 +28,7 @@ NAMES = [
     "runtime choice",
     "xnnpack",
     "invoke",
+    "execution",
     "source",
     "picamera2",
     "v4l2",

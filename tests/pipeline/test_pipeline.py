@@ -1,4 +1,6 @@
-"""Threaded pipeline: channel semantics, ordering, drop policy, shutdown and error propagation.
+"""Pipeline: channel semantics, ordering, drop policy, shutdown and error propagation, in both
+arrangements (sequential: one thread; pipelined: capture, inference, output threads) and in
+`auto`, where a run switches arrangements between segments while it calibrates.
 
 The pipeline tests run the real video asset through the real engine (ai-edge-litert, one
 interpreter thread). Faults are injected by thin wrappers around the real source, engine and
@@ -139,6 +141,12 @@ def classifier(asset_models: Path) -> Engine:
     return engine
 
 
+@pytest.fixture(params=["sequential", "pipelined"])
+def mode(request: pytest.FixtureRequest) -> PipelineSection:
+    """Both fixed arrangements (behaviour must not depend on which one runs)."""
+    return PipelineSection(mode=request.param)
+
+
 @pytest.fixture()
 def video(asset_video: Path) -> Iterator[Source]:
     source = open_source(str(asset_video))
@@ -257,6 +265,9 @@ def test_replay_gives_one_identical_result_per_frame_in_order(
     if model == "detector":  # the video shows people: the comparison is not all-empty
         assert sum(len(r.output) for r in expected) > frames // 2
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == frames
+    # auto measured on this run's own frames (a short run may end before it decided):
+    # several arrangements ran, and none lost or reordered a frame.
+    assert summary.execution["chosen_by"] in ("calibration", "calibrating")
     # on_result sees every result, with the pipeline's own stage timings added.
     assert [r.seq for r in seen] == list(range(frames))
     assert set(seen[0].timings_ms) == {"capture", "preprocess", "invoke", "postprocess", "output"}
@@ -283,10 +294,16 @@ class RecordsPrepareThread:
 
 
 @pytest.mark.parametrize(
-    ("detached", "thread"), [(True, "edgecam-capture"), (False, "edgecam-inference")]
+    ("mode", "detached", "thread"),
+    [
+        ("pipelined", True, "edgecam-capture"),
+        ("pipelined", False, "edgecam-inference"),
+        ("sequential", True, "edgecam-sequential"),
+    ],
+    indirect=["mode"],
 )
 def test_prepare_runs_where_the_engine_allows_with_identical_results(
-    detector: Engine, asset_video: Path, detached: bool, thread: str
+    detector: Engine, asset_video: Path, mode: PipelineSection, detached: bool, thread: str
 ) -> None:
     assert detector.prepare_detached  # the real engine preprocesses off the interpreter thread
     frames = 40
@@ -295,7 +312,7 @@ def test_prepare_runs_where_the_engine_allows_with_identical_results(
     engine = RecordsPrepareThread(detector, detached=detached)
     collect = Collect()
     with open_source(str(asset_video)) as source:
-        Pipeline(source, engine, [collect], config=PipelineSection()).run(max_frames=frames)
+        Pipeline(source, engine, [collect], config=mode).run(max_frames=frames)
     assert engine.prepare_threads == {thread}
     assert [r.seq for r in collect.results] == list(range(frames))
     assert all(_same_output(got, want) for got, want in zip(collect.results, expected, strict=True))
@@ -316,7 +333,8 @@ def test_live_source_drops_stale_frames_and_keeps_order(
 ) -> None:
     collect = Collect()
     with open_source(str(asset_video), loop=True) as looped:  # a camera does not end
-        pipeline = Pipeline(AsLive(looped), detector, [collect], config=PipelineSection())
+        config = PipelineSection(mode="pipelined")  # one thread reading cannot drop
+        pipeline = Pipeline(AsLive(looped), detector, [collect], config=config)
         summary = pipeline.run(max_frames=40)
     seqs = [r.seq for r in collect.results]
     assert summary.processed == len(seqs) == 40
@@ -330,7 +348,9 @@ def test_live_source_drops_stale_frames_and_keeps_order(
 # -- stopping ------------------------------------------------------------------------------
 
 
-def test_stop_event_mid_run_stops_all_threads(detector: Engine, video: Source) -> None:
+def test_stop_event_mid_run_stops_all_threads(
+    detector: Engine, video: Source, mode: PipelineSection
+) -> None:
     stop = threading.Event()
     collect = Collect()
 
@@ -338,7 +358,7 @@ def test_stop_event_mid_run_stops_all_threads(detector: Engine, video: Source) -
         if result.seq == 9:
             stop.set()
 
-    pipeline = Pipeline(video, detector, [collect], config=PipelineSection(), on_result=on_result)
+    pipeline = Pipeline(video, detector, [collect], config=mode, on_result=on_result)
     summary = pipeline.run(stop=stop)
     assert summary.reason == "stopped"
     # Results computed before the stop are still delivered, in order; nothing is dropped.
@@ -347,20 +367,22 @@ def test_stop_event_mid_run_stops_all_threads(detector: Engine, video: Source) -
     assert pipeline.first_result.is_set()
 
 
-def test_stop_from_another_thread(detector: Engine, video: Source) -> None:
+def test_stop_from_another_thread(detector: Engine, video: Source, mode: PipelineSection) -> None:
     holder: list[Pipeline] = []
 
     def on_result(result: Result) -> None:
         if result.seq == 4:
             threading.Thread(target=holder[0].stop).start()
 
-    pipeline = Pipeline(video, detector, [], config=PipelineSection(), on_result=on_result)
+    pipeline = Pipeline(video, detector, [], config=mode, on_result=on_result)
     holder.append(pipeline)
     summary = pipeline.run()
     assert summary.reason == "stopped" and summary.processed >= 5
 
 
-def test_sigint_in_caller_stops_threads_and_propagates(detector: Engine, video: Source) -> None:
+def test_sigint_in_caller_stops_threads_and_propagates(
+    detector: Engine, video: Source, mode: PipelineSection
+) -> None:
     main = threading.main_thread().ident
     assert main == threading.get_ident()
 
@@ -368,18 +390,21 @@ def test_sigint_in_caller_stops_threads_and_propagates(detector: Engine, video: 
         if result.seq == 3 and main is not None:
             signal.pthread_kill(main, signal.SIGINT)
 
-    pipeline = Pipeline(video, detector, [], config=PipelineSection(), on_result=on_result)
+    pipeline = Pipeline(video, detector, [], config=mode, on_result=on_result)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run()
     assert os.getpid() > 0  # still here: the interrupt ended run(), not the process
 
 
-def test_stop_while_capture_is_blocked_closes_the_source(detector: Engine, video: Source) -> None:
+def test_stop_while_capture_is_blocked_closes_the_source(
+    detector: Engine, video: Source, mode: PipelineSection
+) -> None:
     # A camera delivering one frame every 20 s: after the first result the capture thread
     # sits in read(). The stop must not wait for the next frame: past half the deadline the
     # pipeline closes the source, which (per the Source contract) makes read() return None.
     camera = PacedLive(video, fps=0.05)
-    pipeline = Pipeline(camera, detector, [], config=PipelineSection(stop_timeout_s=1.0))
+    config = mode.model_copy(update={"stop_timeout_s": 1.0})
+    pipeline = Pipeline(camera, detector, [], config=config)
 
     def stop_after_first_result() -> None:
         if pipeline.first_result.wait(60):
@@ -406,36 +431,40 @@ def test_run_twice_is_refused(detector: Engine, asset_images: Path) -> None:
 
 @pytest.mark.parametrize("live", [False, True])
 def test_capture_error_is_reraised_with_its_class_and_message(
-    detector: Engine, video: Source, live: bool
+    detector: Engine, video: Source, live: bool, mode: PipelineSection
 ) -> None:
     collect = Collect()
     source = LosesCamera(video, after=6, live=live)
     with pytest.raises(SourceLost, match="no frame for 5 s after 3 reconnect attempts"):
-        Pipeline(source, detector, [collect], config=PipelineSection()).run()
+        Pipeline(source, detector, [collect], config=mode).run()
     assert len(collect.results) <= 6
 
 
-def test_inference_error_is_reraised(detector: Engine, video: Source) -> None:
+def test_inference_error_is_reraised(
+    detector: Engine, video: Source, mode: PipelineSection
+) -> None:
     collect = Collect()
     engine = InterpreterDies(detector, at=5)
     with pytest.raises(TFLiteRuntimeError, match="invoke failed: tensor data corrupted"):
-        Pipeline(video, engine, [collect], config=PipelineSection()).run()
+        Pipeline(video, engine, [collect], config=mode).run()
     assert [r.seq for r in collect.results] == list(range(len(collect.results)))
     assert len(collect.results) <= 5
 
 
-def test_output_error_is_reraised(detector: Engine, video: Source) -> None:
+def test_output_error_is_reraised(detector: Engine, video: Source, mode: PipelineSection) -> None:
     sink = BrokerRefuses()
     with pytest.raises(SinkError, match="not authorised"):
-        Pipeline(video, detector, [sink], config=PipelineSection()).run()
+        Pipeline(video, detector, [sink], config=mode).run()
     assert len(sink.results) == 3
 
 
-def test_error_in_progress_callback_is_reraised(detector: Engine, video: Source) -> None:
+def test_error_in_progress_callback_is_reraised(
+    detector: Engine, video: Source, mode: PipelineSection
+) -> None:
     def on_progress(stats: PipelineStats) -> None:
         raise ValueError("watchdog socket gone")
 
-    pipeline = Pipeline(video, detector, [], config=PipelineSection(), on_progress=on_progress)
+    pipeline = Pipeline(video, detector, [], config=mode, on_progress=on_progress)
     with pytest.raises(ValueError, match="watchdog socket gone"):
         pipeline.run()
 
@@ -475,6 +504,9 @@ def test_stats_snapshot_has_everything_the_stats_topic_needs(
     assert summary.peak_rss_mb >= stats["rss_mb"] * 0.5
     assert summary.as_dict()["fps"] == round(summary.fps, 2) > 0
     assert json.loads(json.dumps(stats)) == stats  # publishable as the MQTT stats payload
+    execution = stats["execution"]  # what adaptive execution chose, and why
+    assert execution["mode"] in ("sequential", "pipelined") and execution["threads"] == 1
+    assert execution["candidates"] == ["sequential/1", "pipelined/1"]  # --threads 1 pinned
 
 
 class Repeats(SourceBase):
@@ -520,3 +552,25 @@ def test_motion_gate_lets_a_moving_scene_through(detector: Engine, video: Source
     summary = Pipeline(video, detector, [], config=config).run(max_frames=20)
     assert summary.processed == 20
     assert summary.frames_in >= 20
+
+
+class Blind(Collect):
+    """A sink that says it never looks at pixels (like the JSON-lines sink)."""
+
+    needs_pixels = False
+
+
+def test_pixels_are_dropped_once_prepared_only_when_no_sink_reads_them(
+    detector: Engine, asset_video: Path, mode: PipelineSection
+) -> None:
+    blind, seeing = Blind(), Collect()
+    with open_source(str(asset_video)) as source:
+        Pipeline(source, detector, [blind], config=mode).run(max_frames=5)
+    with open_source(str(asset_video)) as source:
+        Pipeline(source, detector, [seeing], config=mode).run(max_frames=5)
+    for light, full in zip(blind.results, seeing.results, strict=True):
+        assert light.frame is not None and full.frame is not None
+        assert light.frame.pixels.size == 0 and full.frame.pixels.shape == (432, 768, 3)
+        # the same frame size and the same boxes either way
+        assert (light.width, light.height) == (full.width, full.height) == (768, 432)
+        assert _same_output(light, full)

@@ -97,9 +97,27 @@ def stats_payload() -> dict[str, Any]:
             "queue_depth": {"frames": 0, "results": 1},
             "stages_ms": {"invoke": {"mean": 8.3, "p50": 8.1, "p95": 9.7}},
             "latency_ms": {"mean": 12.0, "p50": 11.5, "p95": 15.2},
+            "execution": EXECUTION,
         },
         mqtt=mqtt,
     )
+
+
+#: The shape of Pipeline.execution_report(): adaptive execution measured three arrangements.
+EXECUTION = {
+    "mode": "sequential",
+    "threads": 2,
+    "chosen_by": "calibration",
+    "running": "sequential/2",
+    "candidates": ["sequential/2", "pipelined/2", "pipelined/1"],
+    "rechecks": 0,
+    "trials": [
+        {"arrangement": "sequential/2", "frames": 9, "seconds": 0.4, "fps": 22.1,
+         "input_fps": 22.0, "latency_ms": 44.9, "stages_ms": {"invoke": 40.1}},
+        {"arrangement": "pipelined/2", "frames": 8, "seconds": 0.4, "fps": 20.3,
+         "input_fps": 20.1, "latency_ms": 180.2, "stages_ms": {"invoke": 45.0}},
+    ],
+}  # fmt: skip
 
 
 def event_payloads() -> list[dict[str, Any]]:
@@ -218,6 +236,9 @@ MALFORMED = [
     ("stats", _set("mqtt.messages_dropped", -1), "mqtt.messages_dropped"),
     ("stats", _set("pipeline", []), "pipeline"),
     ("stats", _set("uptime_s", -1), "uptime_s"),
+    ("stats", _set("pipeline.execution.mode", "turbo"), "pipeline.execution.mode"),
+    ("stats", _set("pipeline.execution.threads", 0), "pipeline.execution.threads"),
+    ("stats", _set("pipeline.execution.trials.0.fps", -1), "pipeline.execution.trials[0].fps"),
 ]
 
 
@@ -353,3 +374,30 @@ def test_hostile_payloads_raise_payload_error_only(
     """What crashed subscribers with another exception; docs/mqtt.md catches PayloadError."""
     with pytest.raises(PayloadError, match=re.escape(problem)):
         parse_message(topic, payload)
+
+
+def test_stats_execution_parses_typed_and_is_optional() -> None:
+    """What adaptive execution chose reaches subscribers typed; producers from before the
+    field (no `pipeline.execution`) still parse, with execution None."""
+    message = parse_stats(json.dumps(stats_payload()))
+    execution = message.execution
+    assert execution is not None
+    assert (execution.mode, execution.threads, execution.chosen_by) == (
+        "sequential",
+        2,
+        "calibration",
+    )
+    assert execution.running == "sequential/2" and execution.rechecks == 0
+    assert [(t.arrangement, t.fps) for t in execution.trials] == [
+        ("sequential/2", 22.1),
+        ("pipelined/2", 20.3),
+    ]
+    older = stats_payload()
+    del older["pipeline"]["execution"]
+    assert validator("stats").is_valid(older)
+    assert parse_stats(json.dumps(older)).execution is None
+    pinned = stats_payload()
+    pinned["pipeline"]["execution"] = {"mode": "pipelined", "threads": None, "chosen_by": "config"}
+    parsed = parse_stats(json.dumps(pinned)).execution
+    assert validator("stats").is_valid(pinned)
+    assert parsed is not None and parsed.threads is None and parsed.trials == ()
