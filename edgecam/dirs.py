@@ -9,7 +9,6 @@ XDG base-directory defaults. Relative XDG values are ignored, as the XDG spec as
 from __future__ import annotations
 
 import errno
-import importlib.metadata
 import os
 import stat
 import sys
@@ -83,6 +82,8 @@ def project_url() -> str | None:
             return str(urls["Source"])
         except (OSError, ValueError, KeyError, TypeError):
             pass
+    import importlib.metadata  # only for the project URL (origin blocks, the unit's docs)
+
     try:
         entries = importlib.metadata.metadata("edgecam").get_all("Project-URL") or []
     except importlib.metadata.PackageNotFoundError:

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Literal
@@ -204,6 +203,8 @@ def native_stderr_to_log(
             return
         previous = sys.stderr
         bypass = _stream_on(saved, previous)
+        import tempfile  # (shutil, bz2, lzma behind it) only where native code runs
+
         with tempfile.TemporaryFile() as capture:
             previous.flush()
             os.dup2(capture.fileno(), 2)

@@ -20,7 +20,6 @@ from edgecam.runtime.interpreter import (
     load_runner,
     resolve_runtime,
 )
-from edgecam.runtime.probe import ensure_loadable
 from edgecam.runtime.select import select_runtime
 
 
@@ -54,6 +53,8 @@ def open_runner(
     else:
         name, version = resolve_runtime(runtime)
         if not trusted and name in UNVERIFIED_RUNTIMES:
+            from edgecam.runtime.probe import ensure_loadable  # (subprocess) only when needed
+
             ensure_loadable(
                 path, name, version, threads, timeout=probe_timeout, state_dir=state_dir
             )

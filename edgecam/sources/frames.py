@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import cv2
-import imagesize
 import numpy as np
 import numpy.typing as npt
 
@@ -94,6 +93,8 @@ def check_image(path: Path, handle: BinaryIO, max_pixels: int) -> tuple[str, int
         raise SourceError(
             f"{path}: not a JPEG, PNG, BMP or WebP image (by its content; {len(head)} bytes read)"
         )
+    import imagesize  # imports urllib/ssl/xml for features edgecam never uses: only when needed
+
     width, height = imagesize.get(handle)
     if width <= 0 or height <= 0:
         raise SourceError(f"{path}: {kind} header without a valid size (corrupt or truncated)")

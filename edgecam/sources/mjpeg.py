@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import imagesize
 import numpy as np
 import numpy.typing as npt
 
@@ -130,6 +129,8 @@ class MjpegFileSource(SourceBase):
         it); a packet claiming another size - possibly gigapixels - is never decoded."""
         if packet.size <= 3:
             return False
+        import imagesize  # heavy imports (urllib, ssl, xml): only for MJPEG files
+
         try:
             size = imagesize.get(io.BytesIO(packet.tobytes()))
         except (ValueError, OSError):
