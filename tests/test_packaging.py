@@ -118,9 +118,13 @@ def test_the_wheel_installs_and_runs_in_a_fresh_venv(
     shipped = venv.glob("lib/python*/site-packages/edgecam/_data/systemd/edgecam.toml")
     run(edgecam, "config", "check", next(shipped), cwd=outside)
     root = tmp_path / "root"
-    run(edgecam, "service", "install", "--prefix", root, cwd=outside)
+    # The venv under /tmp could not be the service's (PrivateTmp hides /tmp from it), so the
+    # staged unit names the standard place, as on a Pi.
+    target = "/opt/edgecam/venv/bin/edgecam"
+    run(edgecam, "service", "install", "--prefix", root, "--edgecam", target, cwd=outside)
     unit = (root / "etc/systemd/system/edgecam.service").read_text()
     assert f"Documentation={project_url()}#run-on-boot" in unit
+    assert f"ExecStart={target} run" in unit
     assert (root / "etc/edgecam/edgecam.toml").is_file()
 
 

@@ -40,7 +40,7 @@ aarch64)
     # Versions the x86 venv has (and NOTES.md describes): the emulated run compares against it.
     WHEELS="numpy==1.26.4 tflite-runtime==2.14.0 ai-edge-litert==2.3.0"
     WHEELS="$WHEELS opencv-python-headless==4.11.0.86 pydantic>=2.5,<3 paho-mqtt>=2,<3"
-    WHEELS="$WHEELS tflite>=2.10 tqdm>=4.60 imagesize>=2.0"
+    WHEELS="$WHEELS tflite>=2.10 tqdm>=4.60 imagesize>=2.0 orjson>=3.9 prometheus-client>=0.17"
     NO_DEPS=""
     ;;
 armv7l)
@@ -55,7 +55,7 @@ armv7l)
     # --no-deps (numpy comes from Debian), so every dependency is listed.
     WHEELS="tflite-runtime==2.14.0 pydantic>=2.5,<3 pydantic-core annotated-types"
     WHEELS="$WHEELS typing-extensions typing-inspection paho-mqtt>=2,<3 tflite>=2.10"
-    WHEELS="$WHEELS flatbuffers tqdm>=4.60 imagesize>=2.0"
+    WHEELS="$WHEELS flatbuffers tqdm>=4.60 imagesize>=2.0 orjson>=3.9 prometheus-client>=0.17"
     NO_DEPS="--no-deps"
     ;;
 *)
