@@ -30,7 +30,7 @@ def test_defaults_leave_mqtt_off_with_qos1_and_no_empty_frames() -> None:
     assert not cfg.enabled
     assert (cfg.qos, cfg.topic_prefix, cfg.publish_empty_frames) == (1, "edgecam", False)
     with pytest.raises(ConfigError, match="no broker configured"):
-        cfg.endpoint()
+        cfg.endpoints()
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_defaults_leave_mqtt_off_with_qos1_and_no_empty_frames() -> None:
     ],
 )
 def test_url_forms(url: str, expected: Endpoint) -> None:
-    assert validate_mqtt(with_url({}, url), f"--mqtt {url}").endpoint() == expected
+    assert validate_mqtt(with_url({}, url), f"--mqtt {url}").endpoints() == (expected,)
 
 
 BAD_FIELDS = [
@@ -144,7 +144,7 @@ def test_config_file_sections_load(tmp_path: Path) -> None:
         '[homeassistant]\nenabled = true\nlabels = ["person", "car"]\n'
     )
     cfg = load_config(conf)
-    assert cfg.mqtt.endpoint() == Endpoint("broker", 8884, True, "cam")
+    assert cfg.mqtt.endpoints() == (Endpoint("broker", 8884, True, "cam"),)
     assert (cfg.mqtt.qos, cfg.outbox.max_messages, cfg.stats.interval_s) == (2, 500, 30.0)
     assert cfg.homeassistant.enabled and cfg.homeassistant.labels == ("person", "car")
 
@@ -166,7 +166,7 @@ def test_url_override_keeps_credentials_and_prefix_of_the_file() -> None:
     )
     url = "mqtt://new:1884"
     cfg = validate_mqtt(with_url(base.model_dump(exclude_unset=True), url), f"--mqtt {url}")
-    assert cfg.endpoint() == Endpoint("new", 1884, False, "cam")
+    assert cfg.endpoints() == (Endpoint("new", 1884, False, "cam"),)
     assert (cfg.password_env, cfg.topic_prefix) == ("PW", "site/a")
 
 

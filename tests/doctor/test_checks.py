@@ -376,7 +376,7 @@ def test_mqtt_reachable_with_the_right_password(broker: int, tmp_path: Path) -> 
     secret.write_text("right-password\n")
     check = check_mqtt(_mqtt(broker, secret))
     assert check.status == "ok"
-    assert check.detail == f"mqtt://127.0.0.1:{broker}: connected as camera1"
+    assert check.detail == f"mqtt://127.0.0.1:{broker}: connected as camera1, MQTT 5"
 
 
 def test_mqtt_wrong_password_is_a_failure_with_a_fix(broker: int, tmp_path: Path) -> None:
