@@ -86,17 +86,16 @@ def _unchanged(callback: Callable[..., None]) -> Callable[..., None]:
     return callback
 
 
-def _closed_early_hint(endpoint: Endpoint, version: str | None) -> str:
+def _closed_early_hint(endpoint: Endpoint, version: MQTTProtocolVersion | None) -> str:
     """A connection closed before CONNACK: what most likely did it, for this URL and version."""
     if endpoint.tls:
         return "does the broker need a client certificate (mqtt.cert_file)?"
-    tls_port = "or it is a TLS port (use mqtts://)"
-    if version == "5":
+    if version == V5:
         return (
-            "a broker that speaks only MQTT 3.1.1 (e.g. RabbitMQ 3.x) does this: set"
-            f' mqtt.protocol = "auto" or "3.1.1"; {tls_port}'
+            "a broker that speaks only MQTT 3.1.1 does that (RabbitMQ 3.x, Mosquitto 1.4):"
+            ' set mqtt.protocol = "auto" (or "3.1.1"); else it may be a TLS port: use mqtts://'
         )
-    return f"not an MQTT broker, {tls_port}"
+    return "is it a TLS port (use mqtts://), or no MQTT broker at all?"
 
 
 class NodeLink:
@@ -208,12 +207,8 @@ class NodeLink:
         self._switch(V5)
         self.v5_refusal = None
         if problem.kind == retried.kind == "broken" and retried.problem == problem.problem:
-            return NodeProblem(
-                problem.where,
-                f"{problem.problem}, in MQTT 5 and in 3.1.1",
-                "broken",
-                _closed_early_hint(self.endpoint, None),
-            )
+            both = f"{problem.problem}, in MQTT 5 and in 3.1.1"
+            return NodeProblem(problem.where, both, "broken", problem.hint)
         return retried
 
     def _attempt(self) -> NodeProblem | None:
@@ -244,12 +239,12 @@ class NodeLink:
             if not closed:
                 timeout = self.cfg.connect_timeout_s
                 return NodeProblem(where, f"no answer (CONNACK) within {timeout} s", "unreachable")
-            version = VERSION_NAMES[self.version] if self.settled or self.version == V5 else None
+            named = f" (MQTT {self.protocol})" if self.settled else ""
             return NodeProblem(
                 where,
-                "the broker closed the connection before accepting it",
+                f"the broker closed the connection before accepting it{named}",
                 "broken",
-                _closed_early_hint(endpoint, version),
+                _closed_early_hint(endpoint, self.version if self.settled else None),
                 v5_refused=NO_CONNACK if self.version == V5 else None,
             )
         if not answer.is_failure:
