@@ -20,7 +20,12 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Callable, Iterator
 from typing import Literal
+
+import pytest
+
+from tests.support.mosquitto import Broker
 
 V5Answer = Literal["pass", "close", "connack"]
 Drop = Literal["nothing", "publish", "all"]
@@ -164,3 +169,19 @@ def _close(*socks: socket.socket) -> None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
+
+
+@pytest.fixture
+def relays(broker: Broker) -> Iterator[Callable[..., Relay]]:
+    """`relays(v5=...)`: a started relay in front of the test's Mosquitto; all killed at the end."""
+    made: list[Relay] = []
+
+    def make(v5: V5Answer = "pass") -> Relay:
+        relay = Relay(broker.port, v5=v5)
+        relay.start()
+        made.append(relay)
+        return relay
+
+    yield make
+    for relay in made:
+        relay.kill()

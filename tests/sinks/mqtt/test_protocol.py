@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +31,6 @@ from tests.support.mqtt_relay import Relay, V5Answer
 
 FAST = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "connect_timeout_s": 3.0}
 FALLBACK_LINE = "does not speak MQTT 5"
-
-
-@pytest.fixture
-def relays(broker: Broker) -> Iterator[Callable[..., Relay]]:
-    """Relays in front of the test's Mosquitto, killed at the end."""
-    made: list[Relay] = []
-
-    def make(v5: V5Answer = "pass") -> Relay:
-        relay = Relay(broker.port, v5=v5)
-        relay.start()
-        made.append(relay)
-        return relay
-
-    yield make
-    for relay in made:
-        relay.kill()
 
 
 @pytest.fixture
