@@ -195,7 +195,11 @@ def _subscribe(cfg: MqttSection, filters: list[str], inbox: Inbox) -> NodeLink:
     subscribes again there (a clean session: what was published meanwhile shows as missing)."""
     subscribed = threading.Event()
     link = NodeLink(
-        cfg, client_id=f"edgecam-watch-{uuid.uuid4().hex[:8]}", status_topic=None, persistent=False
+        cfg,
+        client_id=f"edgecam-watch-{uuid.uuid4().hex[:8]}",
+        status_topic=None,
+        persistent=False,
+        fresh_ids=True,
     )
 
     def on_up(client: mqtt.Client, _session_present: bool) -> None:

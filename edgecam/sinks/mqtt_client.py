@@ -159,6 +159,12 @@ def use_version(client: mqtt.Client, version: MQTTProtocolVersion, persistent: b
     client._clean_session = not persistent
 
 
+def use_client_id(client: mqtt.Client, client_id: str) -> None:
+    """The client id of the next CONNECT. paho takes it in its constructor only, but replaces it
+    in place itself when a 3.1.1 broker rejects an empty one (Client._handle_connack)."""
+    client._client_id = client_id.encode()
+
+
 def disconnect_with_will(client: mqtt.Client) -> None:
     """Leave so that the broker publishes the Last Will (`offline`, retained).
 

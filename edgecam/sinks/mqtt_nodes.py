@@ -54,6 +54,7 @@ from edgecam.sinks.mqtt_client import (
     disconnect_with_will,
     reason_text,
     set_reconnect_delay,
+    use_client_id,
     use_version,
     why,
 )
@@ -103,6 +104,10 @@ class NodeLink:
 
     `on_up(client, session_present)` runs on every accepted connection, `on_down()` when an
     accepted connection is lost; both in paho's network thread (the caller's during start()).
+    `fresh_ids` (subscribers with a clean session, which have nothing to resume) connects each
+    time under a new client id, `<client_id>-<attempt>`: a broker that keeps state per client
+    id on one node (RabbitMQ 3.x: the subscription queue, named after the id) refuses that id
+    while the node is down, measured in test_cluster.py.
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class NodeLink:
         status_topic: str | None,
         persistent: bool,
         lost_note: str = "",
+        fresh_ids: bool = False,
         wrap: Wrapper = _unchanged,
     ) -> None:
         self.cfg = cfg
@@ -126,6 +132,7 @@ class NodeLink:
         self.on_up: Callable[[mqtt.Client, bool], None] = lambda _c, _s: None
         self.on_down: Callable[[], None] = lambda: None
         self.failovers = 0  # accepted connections to another node than the one before
+        self.attempts = 0  # connection attempts made (CONNECTs tried), the first one included
         self.v5_refusal: str | None = None  # why "auto" uses 3.1.1
         self._cond = threading.Condition()
         self._connected = False
@@ -134,6 +141,7 @@ class NodeLink:
         self._background = False
         self._stopping = False
         self._last_node: int | None = None
+        self._base_id = client_id if fresh_ids else None
         self.client = build_client(
             cfg,
             self.endpoints[0],
@@ -286,9 +294,12 @@ class NodeLink:
 
     # -- paho's network thread --------------------------------------------------------------
 
-    def _on_pre_connect(self, _client: mqtt.Client, _u: Any) -> None:
+    def _on_pre_connect(self, client: mqtt.Client, _u: Any) -> None:
         with self._cond:
             self._answer, self._closed = None, False
+            self.attempts += 1
+        if self._base_id is not None:
+            use_client_id(client, f"{self._base_id}-{self.attempts}")
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         with self._cond:
