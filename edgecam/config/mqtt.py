@@ -239,6 +239,11 @@ class MqttSection(Section):
     reconnect_min_s: float = Field(0.5, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
     max_inflight: int = Field(20, ge=1, le=65535, description="messages awaiting PUBACK at once")
+    publish_detections: bool = Field(
+        True,
+        description="a message per frame with detections (or classes); false: events only"
+        " (with [events] enabled), for large fleets",
+    )
     publish_empty_frames: bool = Field(False, description="publish frames with no detections too")
     publish_counts: bool = Field(
         True, description="retained count/<label> from each frame's detections"
@@ -303,6 +308,8 @@ class MqttSection(Section):
             raise ValueError("TLS options are set but TLS is off: use mqtts:// or tls = true")
         if self.key_file and not self.cert_file:
             raise ValueError("key_file needs cert_file")
+        if self.publish_empty_frames and not self.publish_detections:
+            raise ValueError("publish_empty_frames needs publish_detections")
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must be <= reconnect_max_s")
         return self

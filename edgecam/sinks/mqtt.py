@@ -178,6 +178,8 @@ class MqttSink:
         output = result.output
         if isinstance(output, Detections) and self.cfg.publish_counts:
             self._update_counts(output.label)
+        if not self.cfg.publish_detections:
+            return  # events only: see publish_event
         if len(output) == 0 and not self.cfg.publish_empty_frames:
             return
         kind = "detections" if isinstance(output, Detections) else "classification"

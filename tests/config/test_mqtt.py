@@ -123,6 +123,10 @@ BAD_FIELDS = [
         "node 2 of 2: 'mqtt://u:********@b': a password in the URL is visible in `ps`",
     ),
     ({"protocol": "4"}, "mqtt.protocol: '4' is not one of 'auto', '5' or '3.1.1'"),
+    (
+        {"publish_detections": False, "publish_empty_frames": True},
+        "publish_empty_frames needs publish_detections",
+    ),
 ]
 
 
