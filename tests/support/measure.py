@@ -47,6 +47,7 @@ from tests.support.paths import ASSETS
 from tests.support.synthetic import make_result
 
 N = 5000
+stats_sizes: list[int] = []  # payload sizes of the stats messages seen
 VIDEO = ASSETS / "video" / "one-by-one-person-detection.mp4"
 MODES = {
     "detections-only (default)": {},
@@ -159,6 +160,8 @@ def one_camera(tmp: Path, broker: Broker, results: list[Result], mode: str) -> C
         if kind not in ("status", "stats"):  # per connection and per stats.interval_s
             counts[kind] += 1
             counts[f"{kind} bytes"] += len(message.payload)
+        elif kind == "stats":
+            stats_sizes.append(len(message.payload))
     return counts
 
 
@@ -196,6 +199,7 @@ def scale(tmp: Path, broker: Broker) -> None:
             f"{mode}: {total / seconds:.2f} msg/s, {size / seconds:,.0f} payload bytes/s"
             f" ({detail}); {size / max(1, total):.0f} bytes/message"
         )
+    print(f"plus stats: one per stats.interval_s (10 s), {max(stats_sizes)} bytes")
     per_message = publish_cpu_per_message(tmp, broker, results, fps)
     print(
         f"publish cost on the device: {per_message * 1e3:.2f} ms CPU per message at {fps:.0f} fps"

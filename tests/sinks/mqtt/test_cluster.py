@@ -160,6 +160,11 @@ class Consumer:
             self.seen.setdefault(message.device_id, []).append(message.seq)
             self.bytes += len(msg.payload)
 
+    @property
+    def received(self) -> int:
+        with self._lock:
+            return sum(len(seqs) for seqs in self.seen.values())
+
     def missing(self, expected: dict[str, int]) -> dict[str, int]:
         with self._lock:
             return {
@@ -273,12 +278,35 @@ class Outage:
     restart_s: float = 0.0
     doctor_down: Check | None = None
     doctor_up: Check | None = None
+    steady: tuple[float, float, int] = (0.0, 0.0, 0)  # seconds, broker CPU s, messages
 
 
-def kill_and_restart(cluster: RabbitCluster, devices: list[Device], began: float) -> Outage:
+def beam_cpu_s(cluster: RabbitCluster) -> float:
+    """CPU time (user + system) the three nodes' Erlang VMs have used so far."""
+    total = 0
+    for node in cluster.nodes:
+        pid = node.beam_pid()
+        if pid is not None:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def kill_and_restart(
+    cluster: RabbitCluster, devices: list[Device], consumer: Consumer, began: float
+) -> Outage:
+    """Node 3 SIGKILLed at KILL_AT_S, restarted at RESTART_AT_S; before that, the brokers' CPU
+    per message in steady state, from 2 s in to the kill."""
     nodes = device_cfg(cluster, (1, 2, 3))
+    sleep_until(began + 2.0)
+    cpu, received, steady_from = beam_cpu_s(cluster), consumer.received, time.monotonic()
     sleep_until(began + KILL_AT_S)
     outage = Outage(cluster.mqtt_port(3), {d.device: d.sink.link.attempts for d in devices})
+    outage.steady = (
+        time.monotonic() - steady_from,
+        beam_cpu_s(cluster) - cpu,
+        consumer.received - received,
+    )
     outage.killed_at, outage.killed_wall = time.monotonic(), time.time()
     cluster.kill(3)
     outage.kill_s = time.monotonic() - outage.killed_at
@@ -309,7 +337,7 @@ def test_a_fleet_loses_nothing_when_a_node_dies(
         began = time.monotonic()
         for device in devices:
             device.start()
-        outage = kill_and_restart(cluster, devices, began)
+        outage = kill_and_restart(cluster, devices, consumer, began)
         late = Device("cam-late3", device_cfg(cluster, (3, 1, 2)), tmp_path / "l.db", recorded, 3)
         late.start()
         for device in [*devices, late]:
@@ -373,6 +401,11 @@ def report(
     print(f"aggregate {total / wall:.1f} msg/s, {consumer.bytes / wall / 1024:.1f} KiB/s")
     kill_ms, restart_s = outage.kill_s * 1000, outage.restart_s
     print(f"SIGKILL of node 3: {kill_ms:.0f} ms; restart + rejoin {restart_s:.1f} s")
+    seconds, cpu, messages = outage.steady
+    print(
+        f"steady state, 3 nodes: {messages / seconds:.0f} msg/s, broker CPU {cpu / seconds:.0%}"
+        f" of a core, {cpu / max(1, messages) * 1000:.2f} ms per message"
+    )
     others = [d.device for d in devices if FLEET[d.device][0] != 3 and d.sink.reconnects]
     print(f"devices of nodes 1-2 that lost their connection too (basic.nack): {others}")
     for device in devices:
