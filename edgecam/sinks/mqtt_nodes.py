@@ -171,7 +171,7 @@ class NodeLink:
 
     @property
     def protocol(self) -> str:
-        """ "5" or "3.1.1": the version in use (settled by the first CONNACK under "auto")."""
+        """The version in use, "5" or "3.1.1" (under "auto", settled by the first CONNACK)."""
         return VERSION_NAMES[self.version]
 
     # -- the first round, in the caller's thread ------------------------------------------
@@ -179,9 +179,9 @@ class NodeLink:
     def start(self, *, unreachable_ok: bool) -> bool:
         """Try each node once, in order. True once one accepted (paho's thread keeps the
         connection from then on); False when none answered and `unreachable_ok` (retrying in
-        the background). SinkError when a node refused for a reason retrying cannot fix, or
-        none accepted for another reason than being unreachable, or none answered and not
-        `unreachable_ok`."""
+        the background). SinkError when a node refused for a reason retrying cannot fix
+        (credentials, TLS trust), or no node is merely unreachable (each one answered, but not
+        as the MQTT broker configured), or none accepted and not `unreachable_ok`."""
         problems: list[NodeProblem] = []
         for attempt in range(len(self.endpoints)):
             if attempt:
@@ -195,8 +195,8 @@ class NodeLink:
             if problem.kind == "refused":
                 self._give_up([problem])
             problems.append(problem)
-        if not unreachable_ok or any(p.kind != "unreachable" for p in problems):
-            self._give_up(problems)
+        if not unreachable_ok or all(p.kind != "unreachable" for p in problems):
+            self._give_up(problems)  # with some node merely unreachable, that one may come up
         summary = "; ".join(p.line() for p in problems)
         log.warning("MQTT broker unreachable (%s): buffering in the outbox, retrying", summary)
         self._aim(self._next_node(), 0.0)

@@ -135,15 +135,22 @@ def test_one_bad_node_in_the_list_does_not_stop_the_others(
     broker: Broker, relays: Callable[..., Relay], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A node address that is not an MQTT port (every CONNECT closed) is a warning while
-    another node works, not a refusal to start."""
+    another node works, or may come up, not a refusal to start."""
     caplog.set_level(logging.WARNING)
     bad = Relay(1)  # relays to a port where nothing listens: closes every connection
     bad.start()
-    good = relays()
+    later = dead_relay(broker)
     try:
+        sink = sink_at([bad.url, later.url], tmp_path)  # one node broken, the other down
+        assert sink.state == "disconnected"
+        later.start()
+        assert wait(lambda: sink.state == "connected", 10)
+        sink.close(1.0)
+        good = relays()
         sink = sink_at([bad.url, good.url], tmp_path)
         sink.close(1.0)
     finally:
         bad.kill()
+        later.kill()
     assert sink.link.where == good.url
     assert f"{bad.url}: the broker closed the connection before accepting it" in caplog.text
