@@ -43,6 +43,8 @@ from typing import IO, TypeVar
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 MARKER_VAR = "EDGECAM_RABBIT_CLUSTER"
 _LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
+# One scheduler per node and no busy-waiting ones: three nodes share two cores with others.
+_SCHEDULERS = "+S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none"
 _POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 _T = TypeVar("_T")
 
@@ -364,7 +366,7 @@ class RabbitCluster:
             "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
             "RABBITMQ_LOG_BASE": str(d / "log"),
             "RABBITMQ_LOGS": str(node.rabbit_log),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": _LOOPBACK_DIST,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{_LOOPBACK_DIST} {_SCHEDULERS}",
             "RABBITMQ_CTL_ERL_ARGS": _LOOPBACK_DIST,
             "RABBITMQ_CTL_DIST_PORT_MIN": "0",
             "RABBITMQ_CTL_DIST_PORT_MAX": "0",

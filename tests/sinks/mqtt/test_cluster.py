@@ -85,7 +85,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]
             " as root (.ci/run does)",
             pytrace=False,
         )
-    rabbit = RabbitCluster(tmp_path_factory.mktemp("rabbit"), boot_timeout=90)
+    rabbit = RabbitCluster(tmp_path_factory.mktemp("rabbit"), boot_timeout=120)
     try:
         rabbit.start()
     except RabbitClusterError as exc:
