@@ -11,9 +11,9 @@ import pytest
 
 from tests.support.paths import ASSETS, FETCH_COMMAND, missing_required
 
-#: The real Mosquitto fixtures (broker, tls_broker, collector_factory) and a real full file
-#: system (full_fs) for every test folder.
-pytest_plugins = ("tests.support.mosquitto", "tests.support.fullfs")
+#: The real Mosquitto fixtures (broker, tls_broker, collector_factory, and relays: more "nodes"
+#: in front of it) and a real full file system (full_fs) for every test folder.
+pytest_plugins = ("tests.support.mosquitto", "tests.support.mqtt_relay", "tests.support.fullfs")
 
 
 @pytest.fixture(scope="session")

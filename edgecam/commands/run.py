@@ -77,8 +77,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device-id", help="device id in payloads (default: hostname)")
     parser.add_argument(
         "--mqtt",
-        metavar="URL",
-        help="publish to a broker, e.g. mqtt://host:1883 or mqtts://user@host (see docs/mqtt.md)",
+        metavar="URL[,URL...]",
+        help="publish to a broker, e.g. mqtt://host:1883 or mqtts://user@host, or to the nodes"
+        " of a clustered one in a comma list (see docs/mqtt.md)",
     )
     parser.add_argument(
         "--events",

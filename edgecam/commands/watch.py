@@ -1,7 +1,9 @@
 """`edgecam watch`: the subscriber side of the contract, live from one device or all of them.
 
 Uses only the typed parser (edgecam.schema), exactly as a third-party subscriber would, and
-reports gaps and duplicates in each device's `seq` so delivery problems are visible.
+reports gaps and duplicates in each device's `seq` so delivery problems are visible. Given the
+nodes of a clustered broker (`--mqtt URL,URL,...`), it moves to the next node when the one it
+reads from is lost, subscribes again there, and goes on.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from edgecam.schema import (
     parse_topic,
     read_json,
 )
-from edgecam.sinks.mqtt_client import FirstOutcome, build_client, describe, first_connect
+from edgecam.sinks.mqtt_nodes import NodeLink
 
 KINDS = ("detections", "classification", "events", "status", "stats", "count")
 #: Messages waiting to be printed; beyond this (a flood faster than the terminal) they are
@@ -66,7 +68,10 @@ def register(subparsers: Any) -> None:
         "or a JSON line. Gaps and duplicates in seq are reported on stderr.",
     )
     parser.add_argument(
-        "--mqtt", metavar="URL", help="broker (default: [mqtt] of --config, else mqtt://localhost)"
+        "--mqtt",
+        metavar="URL[,URL...]",
+        help="broker, or the nodes of a clustered broker in a comma list"
+        " (default: [mqtt] of --config, else mqtt://localhost)",
     )
     parser.add_argument(
         "--config", "-c", type=Path, help="read [mqtt] from this edgecam config file"
@@ -136,15 +141,14 @@ def watch_command(args: argparse.Namespace) -> int:
     filters = _filters(cfg.topic_prefix, args.device, args.kinds)
     _tolerant(sys.stdout)
     inbox = Inbox(INBOX_LIMIT)
-    client = _subscribe(cfg, filters, inbox)
+    link = _subscribe(cfg, filters, inbox)
     printer = Printer(sys.stdout, as_json=args.json)
     try:
         received = _print_loop(inbox, printer, args.count, args.timeout)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
-        client.disconnect()
-        client.loop_stop()
+        link.stop()
         printer.summary(inbox.overflow)
     if args.count is not None and received < args.count:
         print(
@@ -184,35 +188,43 @@ class Inbox:
             self.overflow += 1
 
 
-def _subscribe(cfg: MqttSection, filters: list[str], inbox: Inbox) -> mqtt.Client:
-    """Connect (SinkError if refused or unreachable) and wait for the SUBACK, then say so on
-    stderr: a script can start publishing once that line appears, nothing will be missed."""
-    endpoint = cfg.endpoint()
-    outcome = FirstOutcome(threading.Event())
+def _subscribe(cfg: MqttSection, filters: list[str], inbox: Inbox) -> NodeLink:
+    """Connect to the first node that accepts (SinkError if refused or none reachable) and
+    wait for the SUBACK, then say so on stderr: a script can start publishing once that line
+    appears, nothing will be missed. After a node is lost, the link moves to the next one and
+    subscribes again there (a clean session: what was published meanwhile shows as missing)."""
     subscribed = threading.Event()
-    client_id = f"edgecam-watch-{uuid.uuid4().hex[:8]}"
-    client = build_client(cfg, endpoint, client_id=client_id, status_topic=None)
+    link = NodeLink(
+        cfg,
+        client_id=f"edgecam-watch-{uuid.uuid4().hex[:8]}",
+        status_topic=None,
+        persistent=False,
+        fresh_ids=True,
+    )
 
-    def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not reason.is_failure:
-            c.subscribe([(topic, 1) for topic in filters])
-        outcome.reason = reason
-        outcome.event.set()
+    def on_up(client: mqtt.Client, _session_present: bool) -> None:
+        client.subscribe([(topic, 1) for topic in filters])
 
-    client.on_connect = on_connect
-    client.on_subscribe = lambda *_: subscribed.set()
-    client.on_message = inbox.on_message
-    first_connect(client, cfg, endpoint, outcome, persistent=False, unreachable_ok=False)
+    def on_subscribe(*_: Any) -> None:
+        again = subscribed.is_set()
+        subscribed.set()
+        where = f"{link.where} (MQTT {link.protocol})"
+        if again:
+            _warn(f"subscribed again on {where} after losing the connection")
+
+    link.on_up = on_up
+    link.client.on_subscribe = on_subscribe
+    link.client.on_message = inbox.on_message
+    link.start(unreachable_ok=False)
     if not subscribed.wait(cfg.connect_timeout_s):
-        client.disconnect()
-        client.loop_stop()
-        raise SinkError(f"{describe(endpoint)}: no answer to SUBSCRIBE {', '.join(filters)}")
+        link.stop()
+        raise SinkError(f"{link.where}: no answer to SUBSCRIBE {', '.join(filters)}")
     print(
-        f"edgecam watch: subscribed to {', '.join(filters)} on {describe(endpoint)}",
+        f"edgecam watch: subscribed to {', '.join(filters)} on {link.where}",
         file=sys.stderr,
         flush=True,
     )
-    return client
+    return link
 
 
 def _print_loop(

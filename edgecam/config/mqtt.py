@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 from edgecam.config.base import Section, check_device_id, check_env_name
 from edgecam.config.problems import describe_errors, format_problems
 from edgecam.errors import ConfigError
-from edgecam.secrets import read_secret
+from edgecam.secrets import mask_url_password, read_secret
 
 DEFAULT_PORT = 1883
 
@@ -33,6 +33,12 @@ _NOT_IN_HOST = " /?#@[]\\"
 
 
 _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
+
+#: Broker nodes one device may list (a cluster has a handful; more is a typo or a paste).
+MAX_URLS = 32
+
+#: `mqtt.protocol`: "auto" tries MQTT 5 and falls back to 3.1.1 when the broker refuses it.
+Protocol = Literal["auto", "5", "3.1.1"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +135,77 @@ def parse_mqtt_url(url: str) -> Endpoint:
     return Endpoint(_check_host(host), port, tls, unquote(userinfo) if at else None)
 
 
+def split_urls(value: object) -> object:
+    """`"mqtt://a,mqtt://b"` (what `--mqtt` passes) or a TOML list -> one str, or a tuple of
+    several; anything else is left for the type check to refuse."""
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",")]
+        if len(parts) > 1:
+            return tuple(parts)
+        return value
+    if isinstance(value, list | tuple):
+        odd = next((item for item in value if not isinstance(item, str)), None)
+        if odd is not None:
+            raise PydanticCustomError(
+                "edgecam_url",
+                '{value} is not a URL: expected text like "mqtt://host:1883" (quoted in TOML)',
+                {"value": repr(odd)},
+            )
+        return tuple(value)
+    return value
+
+
+def check_urls(urls: tuple[str, ...]) -> list[Endpoint]:
+    """Every node URL by the one-URL rules; the list is one broker, so its nodes share TLS and
+    user name (the credentials and CA settings apply to all of them)."""
+    if not urls:
+        raise PydanticCustomError("edgecam_url", "an empty list: give at least one broker URL")
+    if len(urls) > MAX_URLS:
+        raise PydanticCustomError(
+            "edgecam_url",
+            "{count} URLs: at most {limit} broker nodes",
+            {"count": len(urls), "limit": MAX_URLS},
+        )
+    endpoints = []
+    for number, url in enumerate(urls, 1):
+        try:
+            endpoints.append(parse_mqtt_url(url))
+        except PydanticCustomError as exc:
+            raise _entry_error(number, len(urls), url, exc.message()) from None
+    places = {(e.host.lower(), e.port) for e in endpoints}
+    if len(places) < len(endpoints):
+        raise _url_error(", ".join(urls), "the same host:port is listed twice")
+    if len({e.tls for e in endpoints}) > 1:
+        raise _url_error(
+            ", ".join(urls),
+            "mixes mqtt:// and mqtts:// nodes: the nodes of one broker take the same TLS"
+            " settings, use one scheme for all",
+        )
+    if len({e.username for e in endpoints}) > 1:
+        raise _url_error(
+            ", ".join(urls),
+            "different user names: the nodes of one broker share the credentials"
+            " (put user@ in every URL, or set mqtt.username once)",
+        )
+    return endpoints
+
+
+def _entry_error(number: int, count: int, url: str, problem: str) -> PydanticCustomError:
+    if count == 1:
+        return PydanticCustomError("edgecam_url", problem)
+    shown = repr(mask_url_password(url))
+    where = f"node {number} of {count}"
+    text = problem if shown in problem else f"{shown}: {problem}"
+    return PydanticCustomError("edgecam_url", "{where}: {text}", {"where": where, "text": text})
+
+
 class MqttSection(Section):
     """`[mqtt]`: broker, identity, delivery, security. Off while neither url nor host is set."""
 
-    url: str | None = Field(
-        None, description="mqtt://[user@]host[:port] or mqtts://...; wins over host"
+    url: str | tuple[str, ...] | None = Field(
+        None,
+        description="mqtt://[user@]host[:port] or mqtts://...; a list (or a comma list) names"
+        " the nodes of one clustered broker, tried in order",
     )
     host: str | None = None
     port: int | None = Field(None, description="default 1883, or 8883 with TLS")
@@ -150,6 +222,9 @@ class MqttSection(Section):
     )
     password_file: Path | None = None
     password_env: str | None = None
+    protocol: Protocol = Field(
+        "auto", description='"auto" (MQTT 5, else 3.1.1 when the broker refuses 5), "5", "3.1.1"'
+    )
     qos: Literal[0, 1, 2] = 1
     topic_prefix: str = "edgecam"
     device_id: str | None = Field(None, description="one topic level; default: hostname, sanitised")
@@ -164,17 +239,33 @@ class MqttSection(Section):
     reconnect_min_s: float = Field(0.5, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
     max_inflight: int = Field(20, ge=1, le=65535, description="messages awaiting PUBACK at once")
+    publish_detections: bool = Field(
+        True,
+        description="a message per frame with detections (or classes); false: events only"
+        " (with [events] enabled), for large fleets",
+    )
     publish_empty_frames: bool = Field(False, description="publish frames with no detections too")
     publish_counts: bool = Field(
         True, description="retained count/<label> from each frame's detections"
     )
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _split_url(cls, value: Any) -> Any:
+        return split_urls(value)
+
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
+    def _url(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
         if value is not None:
-            parse_mqtt_url(value)
+            check_urls((value,) if isinstance(value, str) else value)
         return value
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, value: Any) -> Any:
+        """TOML has no 3.1.1 number, but `protocol = 5` is what people write."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("port", mode="before")
     @classmethod
@@ -212,6 +303,8 @@ class MqttSection(Section):
             raise ValueError("TLS options are set but TLS is off: use mqtts:// or tls = true")
         if self.key_file and not self.cert_file:
             raise ValueError("key_file needs cert_file")
+        if self.publish_empty_frames and not self.publish_detections:
+            raise ValueError("publish_empty_frames needs publish_detections")
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must be <= reconnect_max_s")
         return self
@@ -220,24 +313,30 @@ class MqttSection(Section):
     def enabled(self) -> bool:
         return bool(self.url or self.host)
 
+    def urls(self) -> tuple[str, ...]:
+        """`url` as a tuple of node URLs (empty when `url` is unset)."""
+        if self.url is None:
+            return ()
+        return (self.url,) if isinstance(self.url, str) else self.url
+
     def uses_tls(self) -> bool:
-        return parse_mqtt_url(self.url).tls if self.url else self.tls
+        return check_urls(self.urls())[0].tls if self.url else self.tls
 
     def endpoint_username(self) -> str | None:
-        from_url = parse_mqtt_url(self.url).username if self.url else None
+        from_url = check_urls(self.urls())[0].username if self.url else None
         return from_url or self.username
 
-    def endpoint(self) -> Endpoint:
-        """The broker address; raises ConfigError when MQTT is not configured."""
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The broker's nodes, in the configured order; ConfigError when MQTT is not configured."""
         if self.url:
-            parsed = parse_mqtt_url(self.url)
-            return Endpoint(parsed.host, parsed.port, parsed.tls, self.endpoint_username())
+            user = self.endpoint_username()
+            return tuple(Endpoint(e.host, e.port, e.tls, user) for e in check_urls(self.urls()))
         if not self.host:
             raise ConfigError(
                 "mqtt: no broker configured: set mqtt.url or mqtt.host, or pass --mqtt URL"
             )
         port = self.port or (DEFAULT_TLS_PORT if self.tls else DEFAULT_PORT)
-        return Endpoint(self.host, port, self.tls, self.username)
+        return (Endpoint(self.host, port, self.tls, self.username),)
 
 
 def check_topic_prefix(value: str) -> str:
@@ -274,7 +373,7 @@ def validate_mqtt(data: Mapping[str, Any], origin: str) -> MqttSection:
 
 
 def with_url(data: Mapping[str, Any], url: str) -> dict[str, Any]:
-    """A raw [mqtt] table with its broker address replaced by `url`."""
+    """A raw [mqtt] table with its broker address replaced by `url` (one, or a comma list)."""
     merged = {k: v for k, v in data.items() if k not in ("host", "port", "tls")}
     merged["url"] = url
     return merged

@@ -10,9 +10,10 @@ from __future__ import annotations
 import grp
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -166,36 +167,92 @@ def check_video_group(groups: Sequence[int] | None = None, uid: int | None = Non
 
 
 def check_mqtt(cfg: MqttSection, timeout_s: float = 5.0) -> Check:
-    """One bounded connection with the configured address, TLS and credentials."""
+    """One bounded connection to each configured node (in parallel), with the configured
+    address, TLS, credentials and protocol; a cluster with some nodes down is a warning (the
+    devices move to the others), with none up a failure."""
     if not cfg.enabled:
         return Check("mqtt", "ok", "not configured (mqtt.url / mqtt.host unset)")
-    from edgecam.sinks.mqtt_client import FirstOutcome, build_client, describe, first_connect
-
     bounded = cfg.model_copy(update={"connect_timeout_s": min(cfg.connect_timeout_s, timeout_s)})
-    endpoint = bounded.endpoint()
-    where = describe(endpoint)
-    data = {"broker": where, "username": endpoint.username, "tls": endpoint.tls}
-    outcome = FirstOutcome(threading.Event())
-    client = None
-    try:
-        client = build_client(
-            bounded, endpoint, client_id=f"edgecam-doctor-{uuid.uuid4().hex[:8]}", status_topic=None
-        )
-
-        def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            outcome.reason = reason
-            outcome.event.set()
-
-        client.on_connect = on_connect
-        first_connect(client, bounded, endpoint, outcome, persistent=False, unreachable_ok=False)
-    except (SinkError, ConfigError) as exc:
-        return Check("mqtt", "fail", exc.message, exc.hint or _mqtt_fix(exc.message), data)
-    finally:
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+    urls = bounded.urls()
+    nodes = (
+        [bounded.model_copy(update={"url": url}) for url in urls] if len(urls) > 1 else [bounded]
+    )
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        results = list(pool.map(_check_node, nodes))
+    endpoint = bounded.endpoints()[0]
+    data: dict[str, Any] = {
+        "broker": ", ".join(r.where for r in results),
+        "username": endpoint.username,
+        "tls": endpoint.tls,
+        "nodes": [r.as_dict() for r in results],
+    }
+    up = [r for r in results if r.error is None]
+    down = [r for r in results if r.error is not None]
     who = f"as {endpoint.username}" if endpoint.username else "anonymously"
-    return Check("mqtt", "ok", f"{where}: connected {who}", None, data)
+    if len(results) == 1:
+        one = results[0]
+        if one.error is not None:
+            return Check("mqtt", "fail", one.error.message, _node_fix(one.error), data)
+        return Check("mqtt", "ok", f"{one.where}: connected {who}, {one.protocol_note}", None, data)
+    if not up:
+        errors = [r.error for r in down if r.error is not None]
+        lines = "; ".join(e.message for e in errors)
+        first = next((e for e in errors if e.hint), errors[0])
+        detail = f"none of the {len(results)} broker nodes accepted the connection: {lines}"
+        return Check("mqtt", "fail", detail, _node_fix(first), data)
+    detail = f"{len(up)} of {len(results)} nodes connected {who}, {up[0].protocol_note}"
+    if not down:
+        return Check("mqtt", "ok", f"{detail}: {', '.join(r.where for r in up)}", None, data)
+    lines = "; ".join(r.error.message for r in down if r.error is not None)
+    fix = (
+        "start those nodes or take them out of mqtt.url; meanwhile edgecam uses the others"
+        " (it moves to the next node when one fails)"
+    )
+    return Check("mqtt", "warn", f"{detail}; {lines}", fix, data)
+
+
+@dataclass(frozen=True)
+class _NodeResult:
+    where: str
+    protocol_note: str = ""
+    error: SinkError | ConfigError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        problem = self.error.message if self.error is not None else None
+        return {
+            "url": self.where,
+            "ok": self.error is None,
+            "detail": problem or self.protocol_note,
+        }
+
+
+def _check_node(cfg: MqttSection) -> _NodeResult:
+    from edgecam.sinks.mqtt_client import describe
+    from edgecam.sinks.mqtt_nodes import NodeLink
+
+    where = describe(cfg.endpoints()[0])
+    link = None
+    try:
+        link = NodeLink(
+            cfg,
+            client_id=f"edgecam-doctor-{uuid.uuid4().hex[:8]}",
+            status_topic=None,
+            persistent=False,
+        )
+        link.start(unreachable_ok=False)
+    except (SinkError, ConfigError) as exc:
+        return _NodeResult(where, error=exc)
+    finally:
+        if link is not None:
+            link.stop()
+    note = f"MQTT {link.protocol}"
+    if link.v5_refusal:
+        note += f" (no MQTT 5 there: {link.v5_refusal})"
+    return _NodeResult(where, note)
+
+
+def _node_fix(error: SinkError | ConfigError) -> str:
+    return error.hint or _mqtt_fix(error.message)
 
 
 def _mqtt_fix(message: str) -> str:

@@ -143,6 +143,8 @@ class PublisherStats:
     memory_depth: int = 0
     health: str = "ok"  # ok, degraded, failed
     problem: str | None = None
+    broker: str | None = None  # the node in use, mqtt[s]://host:port (a cluster has several)
+    protocol: str | None = None  # "5" or "3.1.1"
 
 
 @dataclass(frozen=True, slots=True)

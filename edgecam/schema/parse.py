@@ -307,6 +307,8 @@ def _publisher_stats(mqtt: Obj) -> PublisherStats:
         memory_depth=mqtt.integer("memory_depth", minimum=0) if "memory_depth" in data else 0,
         health=mqtt.string("health", choices=HEALTH) if "health" in data else "ok",
         problem=mqtt.string("problem") if data.get("problem") is not None else None,
+        broker=mqtt.string("broker") if "broker" in data else None,
+        protocol=mqtt.string("protocol", choices=("5", "3.1.1")) if "protocol" in data else None,
     )
 
 

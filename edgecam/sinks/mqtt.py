@@ -3,8 +3,9 @@
 `handle()` builds the payload, commits it to the outbox and returns (tens of microseconds). A
 publisher thread hands the oldest rows to paho, at most `max_inflight` at a time, and deletes a
 row only when the broker's PUBACK arrives. paho re-sends its in-flight messages after a
-reconnect; rows never handed over stay on disk across restarts and are sent first on the next
-start. Duplicates are possible (QoS 1 is at-least-once) and recognisable by (run_id, seq).
+reconnect, to whichever node of a cluster accepted it (mqtt_nodes); rows never handed over
+stay on disk across restarts and are sent first on the next start.
+Duplicates are possible (QoS 1 is at-least-once) and recognisable by (run_id, seq).
 When the outbox cannot store (disk full), messages wait in memory instead (mqtt_queue).
 
 Failures are never swallowed: a storage failure is handled where it happens (mqtt_queue) and
@@ -30,8 +31,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
 from edgecam.config.mqtt import MqttSection
 from edgecam.config.outbox import OutboxSection
@@ -47,17 +46,9 @@ from edgecam.errors import SinkError
 from edgecam.pipeline.metrics import CpuMeter, process_age_s, rss_mb
 from edgecam.schema import parse_event
 from edgecam.sinks.base import SinkHealth
-from edgecam.sinks.mqtt_client import (
-    Backoff,
-    FirstOutcome,
-    build_client,
-    describe,
-    first_connect,
-    reason_text,
-    set_reconnect_delay,
-)
 from edgecam.sinks.mqtt_guard import PublisherGuard
 from edgecam.sinks.mqtt_hass import HassSetup, HomeAssistantLink
+from edgecam.sinks.mqtt_nodes import NodeLink
 from edgecam.sinks.mqtt_queue import MessageQueue, open_queue
 from edgecam.sinks.mqtt_window import InflightWindow
 from edgecam.types import Detections, Result
@@ -91,7 +82,6 @@ class MqttSink:
         self.model = model
         self.run_id = run_id or new_run_id()
         self.root = f"{cfg.topic_prefix}/{device_id}"
-        self.endpoint = cfg.endpoint()
         self._stats_provider = stats_provider
         self._stats_interval_s = stats_interval_s
         self._cond = threading.Condition()
@@ -107,17 +97,18 @@ class MqttSink:
         self._seq_lock = threading.Lock()
         self._seq: Counter[str] = Counter()
         self._counts: dict[str, int] = {}
-        self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
         self._cpu = CpuMeter()
-        self._first = FirstOutcome(threading.Event())
         self.reconnects = 0
         self.snapshots_skipped = 0
-        self.client = build_client(
+        self.link = NodeLink(
             cfg,
-            self.endpoint,
             client_id=cfg.client_id or f"edgecam-{device_id}",
             status_topic=self.topic("status"),
+            persistent=True,
+            lost_note="buffering in the outbox",
+            wrap=self._guard.guard,
         )
+        self.client = self.link.client
         # Home Assistant hook: discovery, states from tracks, command topics (mqtt_hass.py).
         self.hass = (
             HomeAssistantLink(homeassistant, self.publish_now, qos=cfg.qos)
@@ -171,10 +162,10 @@ class MqttSink:
         return SinkHealth(state, summary, problem)
 
     def start(self) -> None:
-        """Bounded first connection attempt, then background publishing (SinkError if fatal)."""
-        set_reconnect_delay(self.client, self._backoff.next())
+        """Bounded first connection round over the broker's nodes, then background publishing
+        (SinkError if fatal)."""
         try:
-            first_connect(self.client, self.cfg, self.endpoint, self._first)
+            self.link.start(unreachable_ok=True)
         except BaseException:
             self.queue.close()
             raise
@@ -187,6 +178,8 @@ class MqttSink:
         output = result.output
         if isinstance(output, Detections) and self.cfg.publish_counts:
             self._update_counts(output.label)
+        if not self.cfg.publish_detections:
+            return  # events only: see publish_event
         if len(output) == 0 and not self.cfg.publish_empty_frames:
             return
         kind = "detections" if isinstance(output, Detections) else "classification"
@@ -239,6 +232,8 @@ class MqttSink:
             "published": self.published,
             "acked": self.acked,
             "reconnects": self.reconnects,
+            "broker": self.link.where,
+            "protocol": self.link.protocol,
         }
 
     def close(self, timeout: float = 5.0) -> None:
@@ -259,12 +254,8 @@ class MqttSink:
             self._stop = self._wake = True
             self._cond.notify_all()
         self._thread.join(max(0.1, deadline - time.monotonic()))
-        if self._connected and not self._publish_offline(deadline):
-            # A plain DISCONNECT would suppress the Last Will: ask the broker to send it.
-            self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
-        else:
-            self.client.disconnect()  # wakes the network loop, which then exits at once
-        self.client.loop_stop()
+        # A plain DISCONNECT would suppress the Last Will: leave so that the broker sends it.
+        self.link.stop(will=self._connected and not self._publish_offline(deadline))
         stored = self.queue.pending - self.queue.in_memory
         if stored:
             log.info("%d message(s) stay in the outbox for the next start", stored)
@@ -334,52 +325,29 @@ class MqttSink:
     # -- network thread callbacks (paho's loop thread) --------------------------------------
 
     def _wire_callbacks(self) -> None:
+        """Connection callbacks belong to the link (which node, which version); these hooks
+        run in paho's network thread, like the guarded PUBACK and message callbacks."""
         guard = self._guard.guard
-        self.client.on_connect = guard(self._on_connect)
-        self.client.on_disconnect = guard(self._on_disconnect)
-        self.client.on_connect_fail = guard(self._on_connect_fail)
+        self.link.on_up = self._on_up
+        self.link.on_down = self._on_down
         self.client.on_publish = guard(self._on_publish)
         self.client.on_message = guard(self._on_message)
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-        self._first.reason = reason
-        if reason.is_failure:
-            log.error("MQTT broker %s refused the connection: %s", describe(self.endpoint), reason)
-            set_reconnect_delay(client, self._backoff.next())
-            self._first.event.set()
-            return
-        self._backoff.reset()
-        set_reconnect_delay(client, self._backoff.next())
+    def _on_up(self, client: mqtt.Client, _session_present: bool) -> None:
         client.publish(self.topic("status"), "online", qos=1, retain=True)
         if self.hass is not None:  # Home Assistant hook
             self.hass.on_connect(client)
-        where, session = describe(self.endpoint), flags.session_present
-        log.info("MQTT connected to %s (session present: %s)", where, session)
         with self._cond:
             self.reconnects += self._ever_connected
             self._ever_connected = self._connected = True
             self._wake = True
             self._cond.notify_all()
-        self._first.event.set()
 
-    def _on_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self._first.event.set()
+    def _on_down(self) -> None:
         with self._cond:
-            was_connected, self._connected = self._connected, False
+            self._connected = False
             self._rewind = self._wake = True
             self._cond.notify_all()
-        if was_connected and not self._stop:
-            log.warning(
-                "MQTT connection to %s lost (%s): buffering in the outbox",
-                describe(self.endpoint),
-                reason_text(reason),
-            )
-        set_reconnect_delay(client, self._backoff.next())
-
-    def _on_connect_fail(self, client: mqtt.Client, _u: Any) -> None:
-        delay = self._backoff.next()
-        log.debug("MQTT connect failed; next attempt in %.2f s", delay)
-        set_reconnect_delay(client, delay)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
         with self._cond:

@@ -1,18 +1,15 @@
-"""paho-mqtt 2.x client set-up and the bounded first connection attempt.
+"""paho-mqtt 2.x client set-up: MQTT version, session, Last Will, TLS, credentials, backoff.
 
-The first attempt tells apart "broker unreachable" (fine: the outbox buffers and paho keeps
-retrying with our jittered backoff) from "broker or TLS refused us" (wrong password, not
-authorised, certificate not trusted): retrying cannot fix those, so they are a SinkError at
-start-up instead of a silent retry loop.
+Where the client connects, and which version it settles on, is edgecam.sinks.mqtt_nodes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import socket
 import ssl
-import threading
-from dataclasses import dataclass
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
@@ -22,14 +19,25 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgecam.config.mqtt import Endpoint, MqttSection, resolve_password
-from edgecam.errors import ConfigError, SinkError
+from edgecam.errors import ConfigError
 from edgecam.logsetup import register_secret
 
 log = logging.getLogger(__name__)
 
-# CONNACK reason codes that retrying cannot fix (MQTT 5 spec 3.2.2.2).
+V5 = MQTTProtocolVersion.MQTTv5
+V311 = MQTTProtocolVersion.MQTTv311
+#: `mqtt.protocol` values -> paho's versions, and back for messages.
+VERSIONS = {"5": V5, "3.1.1": V311}
+VERSION_NAMES = {V5: "5", V311: "3.1.1"}
+
+#: CONNACK "unsupported protocol version": MQTT 5's 0x84, and what paho makes of a 3.1.1
+#: broker's return code 1 to a v5 CONNECT.
+UNSUPPORTED_VERSION = 0x84
+
+# CONNACK reason codes that retrying cannot fix (MQTT 5 spec 3.2.2.2; paho maps 3.1.1 codes
+# 2, 4 and 5 onto 0x85, 0x86 and 0x87).
 FATAL_CONNACK = {
-    0x84: "the broker does not support MQTT v5",
+    UNSUPPORTED_VERSION: "the broker does not support MQTT v5",
     0x85: "client identifier rejected: set mqtt.client_id",
     0x86: "bad user name or password: check mqtt.username and the password file/env",
     0x87: "not authorised: wrong user name or password, or the broker does not allow this client",
@@ -68,15 +76,6 @@ class Backoff:
         self.attempt = 0
 
 
-@dataclass
-class FirstOutcome:
-    """Filled by the callbacks while the first attempt is under way."""
-
-    event: threading.Event
-    reason: ReasonCode | None = None
-    closed: bool = False
-
-
 def describe(endpoint: Endpoint) -> str:
     scheme = "mqtts" if endpoint.tls else "mqtt"
     host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
@@ -84,13 +83,20 @@ def describe(endpoint: Endpoint) -> str:
 
 
 def build_client(
-    cfg: MqttSection, endpoint: Endpoint, *, client_id: str, status_topic: str | None
+    cfg: MqttSection,
+    endpoint: Endpoint,
+    *,
+    client_id: str,
+    status_topic: str | None,
+    version: MQTTProtocolVersion = V5,
+    persistent: bool = True,
 ) -> mqtt.Client:
-    """A configured but unconnected client: MQTT v5, persistent session, Last Will, TLS, auth."""
+    """A configured but unconnected client: MQTT version, session, Last Will, TLS, auth."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=MQTTProtocolVersion.MQTTv5,
+        clean_session=None if version == V5 else not persistent,
+        protocol=version,
     )
     client.enable_logger(PAHO_LOG)
     client.suppress_exceptions = True  # a bug in a callback must not kill the network thread
@@ -127,10 +133,52 @@ def _configure_tls(client: mqtt.Client, cfg: MqttSection) -> None:
         client.tls_insecure_set(True)
 
 
-def connect_properties(session_expiry_s: int) -> Properties:
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = session_expiry_s
-    return props
+def connect_options(
+    cfg: MqttSection, version: MQTTProtocolVersion, persistent: bool
+) -> dict[str, Any]:
+    """Arguments of paho's connect(): MQTT 5 asks for the session in CONNECT (clean start,
+    session expiry); 3.1.1 has the clean-session flag, set on the client (use_version)."""
+    options: dict[str, Any] = {"keepalive": cfg.keepalive_s}
+    if version == V5:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = cfg.session_expiry_s if persistent else 0
+        options.update(clean_start=not persistent, properties=props)
+    return options
+
+
+def use_version(client: mqtt.Client, version: MQTTProtocolVersion, persistent: bool) -> None:
+    """Switch an unconnected client between MQTT 5 and 3.1.1, keeping what it holds.
+
+    paho takes the version in its constructor only, but switches it in place itself when a
+    3.1.1 broker refuses (Client._handle_connack falls back to 3.1). A new Client would drop
+    the messages paho holds without a PUBACK, which must be re-sent after the change. These
+    are the two attributes the constructor derives from `protocol` and `clean_session`;
+    tests/sinks/mqtt/test_protocol.py checks the result on the wire.
+    """
+    client._protocol = version
+    client._clean_session = not persistent
+
+
+def use_client_id(client: mqtt.Client, client_id: str) -> None:
+    """The client id of the next CONNECT. paho takes it in its constructor only, but replaces it
+    in place itself when a 3.1.1 broker rejects an empty one (Client._handle_connack)."""
+    client._client_id = client_id.encode()
+
+
+def disconnect_with_will(client: mqtt.Client) -> None:
+    """Leave so that the broker publishes the Last Will (`offline`, retained).
+
+    MQTT 5 has a DISCONNECT reason for it (0x04). In 3.1.1 every DISCONNECT discards the Will,
+    so the connection is closed without one; disconnect() then only stops paho reconnecting.
+    """
+    if client.protocol == V5:
+        client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+        return
+    sock = client.socket()
+    if isinstance(sock, socket.socket):  # ssl.SSLSocket too
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    client.disconnect()
 
 
 def set_reconnect_delay(client: mqtt.Client, seconds: float) -> None:
@@ -139,81 +187,8 @@ def set_reconnect_delay(client: mqtt.Client, seconds: float) -> None:
     client.reconnect_delay_set(cast(int, seconds), cast(int, seconds))
 
 
-def first_connect(
-    client: mqtt.Client,
-    cfg: MqttSection,
-    endpoint: Endpoint,
-    outcome: FirstOutcome,
-    *,
-    persistent: bool = True,
-    unreachable_ok: bool = True,
-) -> bool:
-    """Start the network loop; True if connected now, False if unreachable (retrying in background).
-
-    Raises SinkError when the broker or TLS refuses us for a reason retrying cannot fix, and
-    also for an unreachable broker unless `unreachable_ok` (a publisher has its outbox).
-    """
-    where = describe(endpoint)
-    options: dict[str, Any] = {
-        "keepalive": cfg.keepalive_s,
-        "clean_start": not persistent,
-        "properties": connect_properties(cfg.session_expiry_s if persistent else 0),
-    }
-    try:
-        client.connect(endpoint.host, endpoint.port, **options)
-    except ssl.SSLCertVerificationError as exc:
-        raise SinkError(
-            f"{where}: TLS certificate verification failed: {exc.verify_message}",
-            "set mqtt.ca_file to the CA that signed the broker's certificate",
-        ) from None
-    except ssl.SSLError as exc:
-        raise SinkError(
-            f"{where}: TLS handshake failed: {exc.reason or exc}", "is it a TLS port?"
-        ) from None
-    except OSError as exc:  # refused, timed out, no route, DNS not ready yet
-        if endpoint.tls and isinstance(exc, ConnectionResetError):
-            # A listening port that resets our TLS ClientHello does not speak TLS.
-            raise SinkError(
-                f"{where}: TLS handshake failed: connection reset", "is it a TLS port?"
-            ) from None
-        if not unreachable_ok:
-            raise SinkError(f"{where}: cannot reach the MQTT broker: {_why(exc)}") from None
-        log.warning(
-            "MQTT broker %s unreachable (%s): buffering in the outbox, retrying", where, _why(exc)
-        )
-        client.connect_async(endpoint.host, endpoint.port, **options)
-        client.loop_start()
-        return False
-    client.loop_start()
-    if not outcome.event.wait(cfg.connect_timeout_s):
-        if not unreachable_ok:
-            _stop(client)
-            raise SinkError(f"{where}: no answer (CONNACK) within {cfg.connect_timeout_s} s")
-        log.warning("MQTT broker %s sent no CONNACK within %.1f s", where, cfg.connect_timeout_s)
-        return False
-    reason = outcome.reason
-    if reason is None:  # TCP accepted, then closed without a CONNACK: a protocol mismatch
-        _stop(client)
-        hint = "plain mqtt:// to a TLS port?" if not endpoint.tls else "client certificate needed?"
-        raise SinkError(f"{where}: the broker closed the connection before accepting it", hint)
-    if (
-        reason is not None
-        and reason.is_failure
-        and (reason.value in FATAL_CONNACK or not unreachable_ok)
-    ):
-        _stop(client)
-        problem = FATAL_CONNACK.get(reason.value, str(reason))
-        raise SinkError(f"{where}: broker refused the connection: {problem}")
-    return reason is not None and not reason.is_failure
-
-
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _stop(client: mqtt.Client) -> None:
-    client.disconnect()
-    client.loop_stop()
 
 
 def reason_text(reason: Any) -> str:

@@ -10,10 +10,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import jsonschema
 import paho.mqtt.client as mqtt
@@ -26,6 +27,7 @@ from edgecam.core.payload import build_result_payload
 from edgecam.schema import json_schema
 from edgecam.sinks.mqtt import MqttSink, open_mqtt_sink
 from tests.support.mosquitto import PASSWORD, USERNAME, Broker, make_result
+from tests.support.mqtt_relay import Relay
 from tests.support.paths import REPO
 
 EDGECAM = [sys.executable, "-m", "edgecam"]
@@ -48,6 +50,27 @@ class Watch:
         if "subscribed to" not in line:
             self.proc.kill()
             raise AssertionError(f"watch did not subscribe: {line}{self.proc.stderr.read()}")
+
+    def read_until(
+        self, stream: IO[str] | None, text: str, count: int, timeout: float
+    ) -> list[str]:
+        """Lines of `stream` up to the `count`-th one holding `text` (read in a thread, so a
+        watch that never prints it fails the test instead of hanging it)."""
+        lines: list[str] = []
+        assert stream is not None
+
+        def read() -> None:
+            while line := stream.readline():
+                lines.append(line)
+                if sum(text in seen for seen in lines) >= count:
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if sum(text in line for line in lines) < count:
+            raise AssertionError(f"watch never printed {text!r} {count} time(s): {lines}")
+        return lines
 
     def finish(self, timeout: float = 20) -> tuple[int, str, str]:
         out, err = self.proc.communicate(timeout=timeout)
@@ -177,6 +200,31 @@ def test_hostile_messages_are_skipped_and_the_good_ones_after_them_printed(
     assert err.count("edgecam watch: skipped a malformed message on ") == 6
     assert "nested 100000 levels deep" in err and "expected a count like '2'" in err
     assert "skipped 6 malformed message(s) in all" in err
+
+
+def test_the_nodes_of_a_cluster_in_one_flag_and_a_lost_node_is_left_for_the_next(
+    broker: Broker, relays: Callable[..., Relay], sink_for: Callable[..., MqttSink]
+) -> None:
+    """--mqtt A,B: watch reads through node A; A dies; watch moves to B, subscribes again and
+    says so, and goes on printing."""
+    a, b = relays(), relays()
+    watch = Watch("--mqtt", f"{a.url},{b.url}", "--json", "--count", "6", "--timeout", "30")
+    sink = sink_for(broker)
+    for i in range(3):
+        sink.handle(make_result(i))
+    before = watch.read_until(watch.proc.stdout, "/detections", 3, 10)
+    a.kill()
+    lines = watch.read_until(watch.proc.stderr, "subscribed again", 1, 15)
+    assert f"subscribed again on {b.url} (MQTT 5)" in lines[-1]
+    assert any(f"connection to {a.url} lost" in line for line in lines)
+    for i in range(3, 6):
+        sink.handle(make_result(i))
+    code, out, err = watch.finish()
+    assert code == 0, err
+    rows = [json.loads(x) for x in [*before, *out.splitlines()]]
+    assert [r["message"]["seq"] for r in rows if r["topic"].endswith("/detections")] == list(
+        range(6)
+    )
 
 
 def test_timeout_before_count_is_exit_1(broker: Broker) -> None:

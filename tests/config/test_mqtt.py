@@ -30,7 +30,7 @@ def test_defaults_leave_mqtt_off_with_qos1_and_no_empty_frames() -> None:
     assert not cfg.enabled
     assert (cfg.qos, cfg.topic_prefix, cfg.publish_empty_frames) == (1, "edgecam", False)
     with pytest.raises(ConfigError, match="no broker configured"):
-        cfg.endpoint()
+        cfg.endpoints()
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,23 @@ def test_defaults_leave_mqtt_off_with_qos1_and_no_empty_frames() -> None:
     ],
 )
 def test_url_forms(url: str, expected: Endpoint) -> None:
-    assert validate_mqtt(with_url({}, url), f"--mqtt {url}").endpoint() == expected
+    assert validate_mqtt(with_url({}, url), f"--mqtt {url}").endpoints() == (expected,)
+
+
+def test_a_list_of_urls_names_the_nodes_of_one_broker_in_order() -> None:
+    nodes = (Endpoint("a", 1883, False, "cam"), Endpoint("b", 1884, False, "cam"))
+    as_list = validate_mqtt({"url": ["mqtt://cam@a", "mqtt://cam@b:1884"]}, "f.toml")
+    as_flag = validate_mqtt(with_url({}, "mqtt://cam@a, mqtt://cam@b:1884"), "--mqtt")
+    shared_user = validate_mqtt({"url": "mqtt://a,mqtt://b:1884", "username": "cam"}, "f.toml")
+    assert as_list.endpoints() == as_flag.endpoints() == shared_user.endpoints() == nodes
+    assert as_flag.url == ("mqtt://cam@a", "mqtt://cam@b:1884")
+    assert validate_mqtt(with_url({}, "mqtt://a"), "--mqtt").url == "mqtt://a"  # one stays one
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "auto"), ("3.1.1", "3.1.1"), (5, "5")])
+def test_protocol_values(given: object, kept: str) -> None:
+    table = {"host": "h"} if given is None else {"host": "h", "protocol": given}
+    assert validate_mqtt(table, "f.toml").protocol == kept
 
 
 BAD_FIELDS = [
@@ -91,6 +107,26 @@ BAD_FIELDS = [
     ({"host": "h", "ca_file": "/ca.crt"}, "TLS options are set but TLS is off"),
     ({"host": "h", "tls": True, "key_file": "/k"}, "key_file needs cert_file"),
     ({"reconnect_min_s": 10, "reconnect_max_s": 1}, "reconnect_min_s must be <= reconnect_max_s"),
+    # a list of nodes: each by the rules above, and one broker's worth of settings
+    (
+        {"url": ["mqtt://a", "mqtt://b:0"]},
+        "mqtt.url: node 2 of 2: 'mqtt://b:0': 0 is not a valid port (1–65535)",
+    ),
+    ({"url": "mqtt://a,"}, "mqtt.url: node 2 of 2: '' is not a host name"),  # stray comma
+    ({"url": "mqtt://a,mqtts://b"}, "mixes mqtt:// and mqtts:// nodes"),
+    ({"url": ["mqtt://a", "mqtt://A:1883"]}, "the same host:port is listed twice"),
+    ({"url": ["mqtt://u@a", "mqtt://v@b"]}, "different user names"),
+    ({"url": []}, "mqtt.url: an empty list: give at least one broker URL"),
+    ({"url": ["mqtt://a", 7]}, "mqtt.url: 7 is not a URL"),
+    (
+        {"url": ["mqtt://a", "mqtt://u:hunter2@b"]},
+        "node 2 of 2: 'mqtt://u:********@b': a password in the URL is visible in `ps`",
+    ),
+    ({"protocol": "4"}, "mqtt.protocol: '4' is not one of 'auto', '5' or '3.1.1'"),
+    (
+        {"publish_detections": False, "publish_empty_frames": True},
+        "publish_empty_frames needs publish_detections",
+    ),
 ]
 
 
@@ -144,7 +180,7 @@ def test_config_file_sections_load(tmp_path: Path) -> None:
         '[homeassistant]\nenabled = true\nlabels = ["person", "car"]\n'
     )
     cfg = load_config(conf)
-    assert cfg.mqtt.endpoint() == Endpoint("broker", 8884, True, "cam")
+    assert cfg.mqtt.endpoints() == (Endpoint("broker", 8884, True, "cam"),)
     assert (cfg.mqtt.qos, cfg.outbox.max_messages, cfg.stats.interval_s) == (2, 500, 30.0)
     assert cfg.homeassistant.enabled and cfg.homeassistant.labels == ("person", "car")
 
@@ -166,7 +202,7 @@ def test_url_override_keeps_credentials_and_prefix_of_the_file() -> None:
     )
     url = "mqtt://new:1884"
     cfg = validate_mqtt(with_url(base.model_dump(exclude_unset=True), url), f"--mqtt {url}")
-    assert cfg.endpoint() == Endpoint("new", 1884, False, "cam")
+    assert cfg.endpoints() == (Endpoint("new", 1884, False, "cam"),)
     assert (cfg.password_env, cfg.topic_prefix) == ("PW", "site/a")
 
 
@@ -220,6 +256,10 @@ def _edgecam(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         (["--mqtt", "mqtt://127.0.0.1:99999"], "mqtt.url: 99999 is not a valid port (1–65535)"),
         (["--mqtt", "mqtt://127.0.0.1:0"], "mqtt.url: 0 is not a valid port (1–65535)"),
         (["--mqtt", "ftp://127.0.0.1"], "unknown scheme 'ftp'"),
+        (
+            ["--mqtt", "mqtt://127.0.0.1,mqtt://127.0.0.1:0"],
+            "mqtt.url: node 2 of 2: 'mqtt://127.0.0.1:0': 0 is not a valid port",
+        ),
         (["--mqtt", "mqtt://127.0.0.1", "--kinds", "video"], "--kinds 'video'"),
     ],
 )

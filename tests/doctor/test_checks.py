@@ -376,7 +376,7 @@ def test_mqtt_reachable_with_the_right_password(broker: int, tmp_path: Path) -> 
     secret.write_text("right-password\n")
     check = check_mqtt(_mqtt(broker, secret))
     assert check.status == "ok"
-    assert check.detail == f"mqtt://127.0.0.1:{broker}: connected as camera1"
+    assert check.detail == f"mqtt://127.0.0.1:{broker}: connected as camera1, MQTT 5"
 
 
 def test_mqtt_wrong_password_is_a_failure_with_a_fix(broker: int, tmp_path: Path) -> None:
@@ -393,6 +393,31 @@ def test_mqtt_nothing_listening_is_a_failure_not_a_retry_loop() -> None:
     check = check_mqtt(_mqtt(_free_port(), None), timeout_s=2.0)
     assert check.status == "fail" and "cannot reach the MQTT broker" in check.detail
     assert check.fix is not None and "broker is running" in check.fix
+
+
+def test_mqtt_cluster_with_a_node_down_is_a_warning_and_with_all_down_a_failure(
+    broker: int, tmp_path: Path
+) -> None:
+    """Each node of mqtt.url is checked: some down is a warning (devices move to the others),
+    all down a failure naming each."""
+    secret = tmp_path / "pw"
+    secret.write_text("right-password\n")
+    dead, dead2 = _free_port(), _free_port()
+
+    def nodes(*ports: int) -> MqttSection:
+        urls = [f"mqtt://camera1@127.0.0.1:{p}" for p in ports]
+        return MqttSection.model_validate({"url": urls, "password_file": secret})
+
+    up = check_mqtt(nodes(broker, dead), timeout_s=2.0)
+    assert up.status == "warn"
+    assert up.detail.startswith("1 of 2 nodes connected as camera1, MQTT 5")
+    assert f"mqtt://127.0.0.1:{dead}: cannot reach the MQTT broker" in up.detail
+    assert up.fix is not None and "mqtt.url" in up.fix
+    assert [n["ok"] for n in up.data["nodes"]] == [True, False]
+    down = check_mqtt(nodes(dead, dead2), timeout_s=2.0)
+    assert down.status == "fail"
+    assert down.detail.startswith("none of the 2 broker nodes accepted the connection")
+    assert f"127.0.0.1:{dead}:" in down.detail and f"127.0.0.1:{dead2}:" in down.detail
 
 
 def test_mqtt_not_configured_is_fine() -> None:

@@ -172,6 +172,24 @@ def test_empty_frames_published_when_asked(
     assert cls["seq"] == 0 and cls["classification"][0]["label"] == "Egyptian cat"  # own stream
 
 
+def test_events_only_publishes_no_frame_messages(
+    broker: Broker, open_sink: Callable[..., MqttSink], collector_factory: Callable[..., Collector]
+) -> None:
+    """publish_detections = false (large fleets): events, counts and status, no per-frame
+    messages."""
+    col = collector_factory(broker, "edgecam/cam1/#")
+    sink = open_sink(cfg_for(broker, publish_detections=False))
+    engine = EventEngine(keep_frames=False)
+    for s in range(10):
+        sink.handle(moving_person(s))
+        for event in engine.update(moving_person(s)).events:
+            sink.publish_event(events_to_dict(event, "cam1"))
+    assert col.wait_for(lambda: bool(col.on("/events")) and bool(col.on("/count/person")), 5)
+    sink.close(2.0)
+    kinds = {m.topic.split("/")[2] for m in col.messages}
+    assert "detections" not in kinds and {"events", "count", "status"} <= kinds
+
+
 def test_events_counts_and_snapshots(
     broker: Broker, open_sink: Callable[..., MqttSink], collector_factory: Callable[..., Collector]
 ) -> None:
