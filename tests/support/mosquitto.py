@@ -259,6 +259,7 @@ class Collector:
     password: str | None = None
     messages: list[Received] = field(default_factory=list)
     connects: int = 0
+    subacks: int = 0
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -270,6 +271,7 @@ class Collector:
         self.client.reconnect_delay_set(0.1, 0.2)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         if self.broker.tls:
             self.client.tls_set(ca_certs=str(self.broker.tls.ca))
         if self.username:
@@ -281,6 +283,10 @@ class Collector:
         )
         self.client.loop_start()
         assert self.wait_for(lambda: self.connects > 0, 5), "collector could not connect"
+        # Subscribed means SUBACKed: a message published by another client before that may
+        # reach the broker first and never come here.
+        want = len(self.topics)
+        assert self.wait_for(lambda: self.subacks >= want, 5), "collector not subscribed"
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
@@ -289,6 +295,11 @@ class Collector:
             with self._cond:
                 self.connects += 1
                 self._cond.notify_all()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, _codes: Any, _p: Any) -> None:
+        with self._cond:
+            self.subacks += 1
+            self._cond.notify_all()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
@@ -320,6 +331,20 @@ def collector_factory() -> Iterator[Callable[..., Collector]]:
     yield make
     for c in made:
         c.close()
+
+
+def subscribed_before_start(
+    broker: Broker, collector_factory: Callable[..., Collector], topic: str
+) -> Collector:
+    """A persistent subscription made before edgecam can reach `broker`, which is left stopped.
+
+    The broker keeps the session across its restart, so whatever edgecam publishes the moment
+    it connects is queued for the collector: nothing races the subscription.
+    """
+    broker.start()
+    col = collector_factory(broker, topic)  # returns once SUBACKed
+    broker.stop()
+    return col
 
 
 class Producer:

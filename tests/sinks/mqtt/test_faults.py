@@ -22,7 +22,14 @@ from edgecam.config.mqtt import validate_mqtt
 from edgecam.config.outbox import OutboxSection
 from edgecam.schema import parse_detections, parse_stats
 from edgecam.sinks.mqtt import open_mqtt_sink
-from tests.support.mosquitto import Broker, Collector, Producer, free_port, make_result
+from tests.support.mosquitto import (
+    Broker,
+    Collector,
+    Producer,
+    free_port,
+    make_result,
+    subscribed_before_start,
+)
 
 FAST = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "connect_timeout_s": 3.0}
 
@@ -120,6 +127,9 @@ def test_broker_never_reachable_fills_outbox_to_cap_and_counts_drops(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, collector_factory: Callable[..., Collector]
 ) -> None:
     port = free_port()  # nothing listens here yet
+    (tmp_path / "late").mkdir()
+    late = Broker(tmp_path / "late", port=port)
+    col = subscribed_before_start(late, collector_factory, "edgecam/cam1/#")
     cfg = validate_mqtt({"url": f"mqtt://127.0.0.1:{port}", "publish_counts": False, **FAST}, "t")
     caplog.set_level(logging.WARNING)
     sink = open_mqtt_sink(
@@ -134,11 +144,8 @@ def test_broker_never_reachable_fills_outbox_to_cap_and_counts_drops(
     assert (sink.state, sink.outbox_depth, sink.dropped) == ("disconnected", 20, 30)
     assert "dropped the 1 oldest" in caplog.text  # logged, not silent
     # The broker finally appears on that port: exactly the newest 20 arrive, the drop is reported.
-    (tmp_path / "late").mkdir()
-    late = Broker(tmp_path / "late", port=port)
     late.start()
     try:
-        col = collector_factory(late, "edgecam/cam1/#", persistent=False)
         assert col.wait_for(lambda: len(col.on("/detections")) >= 20, 15)
         assert col.wait_for(lambda: bool(col.on("/stats")), 5)
         assert first_arrivals(col) == list(range(30, 50))

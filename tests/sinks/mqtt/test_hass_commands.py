@@ -159,7 +159,7 @@ def test_the_button_publishes_a_still_of_the_next_frame(
     still.handle(result)  # nothing requested: nothing published
     publish(broker, T.command("snapshot"), "PRESS")
     deadline = time.monotonic() + 5
-    while not controls.admit() and time.monotonic() < deadline:
+    while not controls.still_pending and time.monotonic() < deadline:
         time.sleep(0.02)
     still.handle(result)
     still.handle(result)  # one press, one picture
