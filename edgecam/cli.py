@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from edgecam import __version__
 from edgecam.errors import EXIT_FAILURE, EXIT_USAGE, EdgecamError, describe_bug
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level or "warning")
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a full disk behind `> file` is this command's failure, not exit's
         return code
     except EdgecamError as exc:
         print(error_line(f"edgecam: error: {exc}"), file=sys.stderr)
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as exc:
-        print(error_line(f"edgecam: error: {exc}"), file=sys.stderr)
+        print(error_line(f"edgecam: error: {describe_os_error(exc)}"), file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, FileNotFoundError | PermissionError) else EXIT_FAILURE
     except Exception as exc:  # a bug: surfaces as one line naming where, never swallowed
         log.debug("traceback of the internal error", exc_info=exc)
@@ -96,6 +99,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def describe_os_error(exc: OSError) -> str:
+    """`<file>: <reason>` when the error names a file (standard output included, see
+    :class:`_StandardOutput`), else the error as it is."""
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
+class _StandardOutput(io.FileIO):
+    """fd 1 whose write errors name it: `edgecam models list > /full/disk/x` then says
+    "standard output: No space left on device" instead of a bare errno."""
+
+    def write(self, data: Any) -> int:
+        try:
+            return super().write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, "standard output") from exc
+
+
+def _name_standard_output() -> None:
+    """Rebuild sys.stdout on :class:`_StandardOutput`, keeping its encoding and buffering."""
+    old = sys.stdout
+    try:
+        raw = _StandardOutput(old.fileno(), "wb", closefd=False)
+    except (AttributeError, OSError, ValueError):
+        return  # no real fd 1 (closed, or replaced by an embedding program): leave it
+    old.flush()
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=old.encoding,
+        errors=old.errors,
+        line_buffering=bool(old.line_buffering),
+    )
+
+
 def entry() -> None:
     """The `edgecam` executable: main(), then exit without tearing the heap down.
 
@@ -105,6 +145,7 @@ def entry() -> None:
     board's time that nobody waits for. Logs and stdio are flushed first. In-process callers
     (tests) use main().
     """
+    _name_standard_output()
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -34,6 +34,8 @@ class JsonlSink:
         self._seq = 0
         self._event_seq = 0
         self._owned = target != "-"
+        self._name = "standard output" if target == "-" else target
+        self._failed = False
         if self._owned:
             path = Path(target)
             try:
@@ -75,9 +77,24 @@ class JsonlSink:
         self._write(payload)
 
     def _write(self, payload: Mapping[str, Any]) -> None:
-        """One line, flushed: one write() syscall per message, no text-layer copy."""
-        self._out.write(encode_json(payload) + b"\n")
-        self._out.flush()
+        """One line, flushed: one write() syscall per message, no text-layer copy.
+
+        A failed write ends the run naming the output: a full disk or a vanished mount must
+        not look like a crash of edgecam. A closed pipe (`| head`) is the reader's choice and
+        goes up as it is, for the CLI to end quietly.
+        """
+        try:
+            self._out.write(encode_json(payload) + b"\n")
+            self._out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self._failed = True
+            raise SinkError(
+                f"{self._name}: cannot write JSON lines: {exc.strerror or exc}"
+                " (free space, or choose another -o / output.jsonl); the lines written before"
+                " this one are complete"
+            ) from exc
 
     def publish_count(self, label: str, count: int) -> None:
         """Counts are a retained-topic idea; in a line stream they are implied by the events."""
@@ -88,4 +105,9 @@ class JsonlSink:
 
     def close(self, timeout: float = 0.0) -> None:
         if self._owned and not self._out.closed:
-            self._out.close()
+            try:
+                self._out.close()
+            except OSError as exc:  # lines are flushed one by one: only a failed one is pending
+                if self._failed:
+                    return  # already reported by the write that failed
+                raise SinkError(f"{self._name}: cannot close: {exc.strerror or exc}") from exc

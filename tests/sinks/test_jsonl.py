@@ -41,3 +41,10 @@ def test_every_frame_and_detections_only(tmp_path: Path) -> None:
 def test_appends_and_reports_unwritable_path(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="cannot open"):
         JsonlSink(str(tmp_path / "missing" / "x.jsonl"), device_id="d")
+
+
+def test_a_failed_write_names_the_output_and_close_adds_no_second_error() -> None:
+    sink = JsonlSink("/dev/full", device_id="d", run_id="r")
+    with pytest.raises(SinkError, match=r"^/dev/full: cannot write JSON lines: No space left"):
+        sink.handle(_result(0, 1))
+    sink.close()  # the failure was reported once, by the write
