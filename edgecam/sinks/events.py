@@ -38,8 +38,9 @@ class EventOutput(Protocol):
 class Switches(Protocol):
     """Run-time switches (edgecam.sinks.mqtt_commands.Controls): detection, snapshots."""
 
-    @property
-    def detect(self) -> bool: ...
+    def detect_for_frame(self) -> bool:
+        """Detection on? Asked once per frame by the sink that acts on the answer."""
+        ...
 
     @property
     def snapshots(self) -> bool: ...
@@ -77,7 +78,7 @@ class EventsSink:
         self.outputs = (*self.outputs, output)
 
     def handle(self, result: Result) -> None:
-        if self.switches is not None and not self.switches.detect:
+        if self.switches is not None and not self.switches.detect_for_frame():
             # Detection switched off: end the open tracks once (as a shutdown does), then
             # ignore the odd frame inferred for a snapshot until detection is back on.
             if not self._paused:

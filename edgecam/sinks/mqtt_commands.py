@@ -49,6 +49,10 @@ class Controls:
         self._paused = not detect  # inference actually skipped (after the sinks saw OFF)
         self._snapshots = snapshots
         self._still_wanted = False
+        #: Bumped by every detect switch: a pause is confirmed only when the sinks of a frame
+        #: saw OFF of the switch still current at the frame's end (see frame_done).
+        self._generation = 0
+        self._seen: tuple[int, bool] | None = None
 
     @property
     def detect(self) -> bool:
@@ -58,9 +62,17 @@ class Controls:
     def snapshots(self) -> bool:
         return self._snapshots
 
+    def detect_for_frame(self) -> bool:
+        """The detect switch as the events sink acts on it for the frame in hand (output
+        thread); remembered, so frame_done knows what this frame's sinks saw."""
+        with self._lock:
+            self._seen = (self._generation, self._detect)
+            return self._detect
+
     def set_detect(self, on: bool) -> None:
         with self._lock:
             self._detect = on
+            self._generation += 1
             if on:
                 self._paused = False
 
@@ -85,10 +97,16 @@ class Controls:
         return not self._paused or self._still_wanted
 
     def frame_done(self) -> bool:
-        """Called once per result after every other sink; True if a still is due now."""
+        """Called once per result after every other sink; True if a still is due now.
+
+        Detection off is confirmed (inference stops) only when the sinks of this frame saw
+        this very OFF, or no sink asked: had OFF arrived after the events sink read ON, no
+        later frame would reach it to end the open tracks, and occupancy would stay on.
+        """
         with self._lock:
-            if not self._detect:
+            if not self._detect and self._seen in (None, (self._generation, False)):
                 self._paused = True
+            self._seen = None
             due, self._still_wanted = self._still_wanted, False
         return due
 

@@ -223,6 +223,27 @@ def test_detection_off_ends_tracks_once_and_on_resumes() -> None:
     assert [e["event"] for e in out.events] == ["new", "end", "new"]
 
 
+def test_detection_off_arriving_mid_frame_still_ends_the_tracks() -> None:
+    """OFF lands after the events sink read ON and before the last sink: one more frame is
+    inferred, so the open track ends (occupancy off) instead of staying on for ever."""
+    controls = Controls(snapshots=False)
+    out = Recorder()
+    engine = EventEngine(filters=ObjectFilter(LabelRule(confirm_frames=3, confirm_score=0.6)))
+    events = EventsSink(engine, [out], device_id="cam1", run_id="r", model="m", switches=controls)
+    last_sink = ControlSink(controls, T, lambda *_: True)
+    for seq in range(5):
+        events.handle(moving_person(seq))
+        last_sink.handle(moving_person(seq))
+    events.handle(moving_person(5))  # saw detection on
+    controls.set_detect(False)  # paho's thread, between two sinks of the same frame
+    last_sink.handle(moving_person(5))
+    assert controls.admit()  # not paused yet: the events sink never saw OFF
+    events.handle(moving_person(6))
+    last_sink.handle(moving_person(6))
+    assert [e["event"] for e in out.events] == ["new", "end"]
+    assert not controls.admit()
+
+
 @pytest.mark.slow
 def test_the_pipeline_skips_inference_while_not_admitted(
     asset_models: Path, asset_video: Path
