@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SECTION = "execution"  # of the ChoiceCache
+#: Part of the cache key: a choice made by older selection rules is measured again once.
+POLICY = "pick2"
 #: A stage whose mean moved by more than this fraction (and more than DRIFT_FLOOR of the
 #: invoke time) may change which arrangement is fastest.
 DRIFT = 0.35
@@ -122,7 +124,7 @@ class AdaptiveExecution:
         """First step, once the first frame told what kind of source this is."""
         self._live = live
         self.signature = signature
-        self._cache_key = f"{machine_id()}|{self.key}|{signature}|" + ",".join(
+        self._cache_key = f"{machine_id()}|{self.key}|{signature}|{POLICY}|" + ",".join(
             a.label for a in self.arrangements
         )
         if len(self.arrangements) == 1:

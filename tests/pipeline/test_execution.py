@@ -27,6 +27,7 @@ from edgecam.pipeline.arrangements import (
     Arrangement,
     Budget,
     Trial,
+    camera_rate,
     candidates,
     pick,
     usable_cores,
@@ -68,6 +69,30 @@ def test_live_sequential_must_keep_up_with_the_camera() -> None:
     # Both keep up with a 10 fps camera: more throughput is worth nothing, latency decides.
     paced = [_trial(SEQ, 10.0, latency=25, input_fps=10.0), _trial(PIPE, 10.4, latency=40)]
     assert pick(paced, live=True).arrangement == SEQ
+
+
+def test_a_burst_of_buffered_frames_does_not_make_the_camera_look_faster() -> None:
+    """Measured on a paced 10 fps source: two pipelined segments saw 10.4 and 11.2 fps come
+    in (the second started with a burst of buffered frames). Every arrangement kept up with
+    the real 10 fps; the one with the lowest latency must win, not the pipeline by default."""
+    seq2, pipe2, pipe1 = (
+        Arrangement("sequential", 2),
+        Arrangement("pipelined", 2),
+        Arrangement("pipelined", 1),
+    )
+    trials = [
+        _trial(seq2, 10.05, latency=19.1, input_fps=10.61),
+        _trial(pipe2, 9.99, latency=21.7, input_fps=11.16),
+        _trial(pipe1, 9.98, latency=30.6, input_fps=10.41),
+    ]
+    assert camera_rate(trials) == 10.41
+    assert pick(trials, live=True).arrangement == seq2
+    # A camera really faster than one thread can follow still rules sequential out.
+    fast = [
+        _trial(seq2, 20.0, latency=19, input_fps=20.0),
+        *(_trial(a, 29.5, latency=40, input_fps=30.0) for a in (pipe2, pipe1)),
+    ]
+    assert pick(fast, live=True).arrangement == pipe2
 
 
 @pytest.mark.parametrize(
