@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgecam.cli import main
-from edgecam.models import files as models
+from tests.support.model_dirs import isolate_models
 from tests.support.paths import REPO
 
 SSD = "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
@@ -22,15 +22,7 @@ MNV2 = "mobilenet_v2_1.0_224_quant.tflite"
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in (
-        "EDGECAM_MODELS_DIR",
-        "EDGECAM_MODEL_MIRROR",
-        "EDGECAM_MANIFEST",
-        "STATE_DIRECTORY",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(models, "SYSTEM_MODELS_DIR", tmp_path / "system")
+    isolate_models(monkeypatch, tmp_path)
 
 
 def _copy(assets: Path, dest: Path, *files: str) -> Path:

@@ -17,9 +17,9 @@ import pytest
 
 from edgecam.errors import FetchError, ModelError
 from edgecam.models import fetch as fetch_mod
-from edgecam.models import files as models
 from edgecam.models.fetch import fetch
 from edgecam.models.files import resolve_model
+from tests.support.model_dirs import isolate_models
 
 SSD = "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
 MNV2 = "mobilenet_v2_1.0_224_quant.tflite"
@@ -28,15 +28,7 @@ TINY = "mobilenet_v1_0.25_128_quant.tflite"
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in (
-        "EDGECAM_MODELS_DIR",
-        "EDGECAM_MODEL_MIRROR",
-        "EDGECAM_MANIFEST",
-        "STATE_DIRECTORY",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(models, "SYSTEM_MODELS_DIR", tmp_path / "system")
+    isolate_models(monkeypatch, tmp_path)
 
 
 def _files(d: Path) -> list[str]:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from edgecam.errors import ModelError
-from edgecam.models import files as models
 from edgecam.models.files import (
     model_search_path,
     read_labels,
@@ -20,6 +19,7 @@ from edgecam.models.files import (
     verify_file,
 )
 from edgecam.models.modelinfo import inspect_model
+from tests.support.model_dirs import isolate_models
 
 SSD = "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
 MNV2 = "mobilenet_v2_1.0_224_quant.tflite"
@@ -38,15 +38,7 @@ ASSET_MODELS = {
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Only directories of this test are searched (not the user's cache or /var/lib)."""
-    for var in (
-        "EDGECAM_MODELS_DIR",
-        "EDGECAM_MODEL_MIRROR",
-        "EDGECAM_MANIFEST",
-        "STATE_DIRECTORY",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(models, "SYSTEM_MODELS_DIR", tmp_path / "system")
+    isolate_models(monkeypatch, tmp_path)
 
 
 def _models_dir(tmp_path: Path, assets: Path, *files: str, labels: bool = True) -> Path:
