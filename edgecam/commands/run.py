@@ -357,10 +357,10 @@ def _open_events(
     stack: ExitStack,
     controls: Controls | None = None,
 ) -> EventsSink:
-    from edgecam.sinks.events import EventsSink, build_event_engine, check_labels
+    from edgecam.sinks.events import EventsSink, build_event_engine, check_config_labels
     from edgecam.sinks.snapshots import SnapshotStore
 
-    check_labels(config.objects, config.zones, labels)
+    check_config_labels(config.objects, config.zones, labels)
     snaps = config.snapshots
     store = (
         SnapshotStore(snaps.dir, max_files=snaps.max_files, max_bytes=snaps.max_bytes)

@@ -122,7 +122,7 @@ class EventsSink:
             self.store.save(snapshot_filename(event), jpeg)
 
 
-def check_labels(
+def check_config_labels(
     objects: ObjectsSection, zones: Sequence[ZoneSection], known: Collection[str]
 ) -> None:
     """Fail on labels the model does not have (a typo would silently filter nothing)."""

@@ -26,7 +26,7 @@ from edgecam.core.events import Event
 from edgecam.core.filters import LabelRule, ObjectFilter
 from edgecam.core.tracking import Tracker
 from edgecam.errors import ConfigError
-from edgecam.sinks.events import build_event_engine, check_labels
+from edgecam.sinks.events import build_event_engine, check_config_labels
 from edgecam.types import Detections, Result
 
 
@@ -179,11 +179,11 @@ def test_sections_are_immutable() -> None:
         TrackingSection.model_validate({}).max_disappeared = 3  # type: ignore[misc]
 
 
-def test_check_labels_catches_typos() -> None:
+def test_check_config_labels_catches_typos() -> None:
     root = load(EXAMPLE)
-    check_labels(root.objects, root.zones, ["person", "car", "tv", "dog"])
+    check_config_labels(root.objects, root.zones, ["person", "car", "tv", "dog"])
     with pytest.raises(ConfigError, match=r"unknown label.*persn"):
-        check_labels(ObjectsSection.model_validate({"allow": ["persn"]}), (), ["person"])
+        check_config_labels(ObjectsSection.model_validate({"allow": ["persn"]}), (), ["person"])
 
 
 def test_sections_build_a_working_engine() -> None:
