@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +27,11 @@ STALL_S = 60.0
 
 
 class PublisherGuard:
-    """Thread-safe enough: single assignments, read by the pipeline's thread."""
+    """Written by paho's and the publisher's threads (under a lock), read by the pipeline's."""
 
     def __init__(self, wake: Callable[[], None], clock: Callable[[], float] = time.monotonic):
         self.failure: str | None = None
+        self._lock = threading.Lock()
         self._wake = wake
         self._clock = clock
         self._beat = clock()
@@ -39,9 +41,13 @@ class PublisherGuard:
         self._beat = self._clock()
 
     def crashed(self, exc: BaseException) -> None:
-        if self.failure is None:
-            self.failure = f"MQTT publisher stopped: {describe_bug(exc)}"
-            log.error("%s; edgecam stops with exit status 1", self.failure)
+        """Said once (paho's thread and the publisher's may both fail), and logged before it
+        shows: whoever sees the failure can also read why."""
+        with self._lock:
+            if self.failure is None:
+                failure = f"MQTT publisher stopped: {describe_bug(exc)}"
+                log.error("%s; edgecam stops with exit status 1", failure)
+                self.failure = failure
         log.debug("traceback", exc_info=exc)
         self._wake()
 
