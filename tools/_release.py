@@ -16,23 +16,16 @@ fast, before the slow part.
 
 from __future__ import annotations
 
-import http.client
 import logging
-import os
 import shutil
-import sys
 import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgecam.errors import FetchError, ModelError
+from edgecam.models import fetch
 from edgecam.models.manifest import is_allowed_url
 from tools._common import import_tf, sha256_file
 from tools._ssd_model import Arch
@@ -48,7 +41,6 @@ INDEX, DATA, META, CONFIG, STATE = (
 )
 REQUIRED = (INDEX, DATA, META, CONFIG)
 _CHUNK = 1 << 16
-TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -137,67 +129,17 @@ def download(release: Release, url: str, cache: Path, *, progress: bool = True) 
     if target.is_file() and sha256_file(target) == release.tarball_sha256:
         log.info("using %s (sha256 matches the documented release)", target)
         return target
-    with _open(url, release) as (read, total):
-        _stream(read, total, target, url, progress)
+    fetch.download(
+        url,
+        target,
+        sha256=None,  # tarball_note reports its hash; verify() checks every member
+        size=None,
+        allow_loopback_http=True,
+        progress=progress,
+        hint=f"no network? fetch {release.tarball_name} on a machine that has it and pass"
+        " --tarball FILE",
+    )
     return target
-
-
-@contextmanager
-def _open(url: str, release: Release) -> Iterator[tuple[Callable[[int], bytes], int | None]]:
-    request = urllib.request.Request(url, headers={"User-Agent": "edgecam-tools"})
-    try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        raise FetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise FetchError(
-            f"cannot download {url} ({reason}): no network? fetch {release.tarball_name} "
-            "on a machine that has it and pass --tarball FILE"
-        ) from exc
-    with response:
-        if not is_allowed_url(response.geturl(), loopback_http=True):
-            raise FetchError(f"{url} redirected to {response.geturl()}: only https:// is allowed")
-        length = response.headers.get("Content-Length")
-        yield response.read, int(length) if length and length.isdigit() else None
-
-
-def _stream(
-    read: Callable[[int], bytes], total: int | None, target: Path, url: str, progress: bool
-) -> None:
-    """Into a temp file beside ``target``, renamed only when complete: never a half file."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        got = 0
-        with os.fdopen(fd, "wb") as out, _progress(total, target.name, progress) as bar:
-            while True:
-                try:
-                    chunk = read(_CHUNK)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise FetchError(f"{url}: transfer failed after {got} bytes: {exc}") from exc
-                if not chunk:
-                    break
-                out.write(chunk)
-                got += len(chunk)
-                bar(len(chunk))
-        if total is not None and got != total:
-            raise FetchError(f"{url}: got {got} of {total} bytes (connection closed early?)")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def _progress(total: int | None, name: str, enabled: bool) -> Iterator[Callable[[int], object]]:
-    if not (enabled and sys.stderr.isatty()):
-        yield lambda n: None
-        return
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name) as bar:
-        yield bar.update
 
 
 def tarball_note(release: Release, tarball: Path) -> tuple[str, bool]:
