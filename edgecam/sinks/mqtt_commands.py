@@ -79,11 +79,6 @@ class Controls:
     def set_snapshots(self, on: bool) -> None:
         self._snapshots = on
 
-    @property
-    def still_pending(self) -> bool:
-        """A still was requested and the next frame has not yet taken it."""
-        return self._still_wanted
-
     def request_still(self) -> None:
         with self._lock:  # frame_done reads and clears it: a press in between is not lost
             self._still_wanted = True
